@@ -1,0 +1,365 @@
+"""The job file: the one contract between the add-on, the CLI and any render farm.
+
+A job is a JSON object (format "trajmaster-job", version 1) described by job.schema.json next
+to this module (published as docs/job.schema.json). This module builds, reads, validates and
+writes jobs. It imports only the standard library and numpy at module level so the add-on can
+use it inside Blender; jsonschema is imported when a job is validated (the backend has it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import timeplan
+
+FORMAT = "trajmaster-job"
+VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("job.schema.json")
+
+ENGINES = ("preview", "cogvideox")
+MAX_ENTITIES = 3
+# Each 12-vector's rotation must be a proper rotation to this tolerance.
+ROTATION_TOLERANCE = 1e-3
+
+SAMPLING_DEFAULTS: dict[str, Any] = {
+    "seed": 42,
+    "steps": 50,
+    "guidance_scale": 6.0,
+    "lora_scale": 0.6,
+    "annealed_steps": 20,
+    "height": 480,
+    "width": 720,
+    "frames": 49,
+}
+
+
+class JobError(ValueError):
+    """A job that cannot be run. `problems` lists every issue as "field.path: what is wrong"."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        first = self.problems[0] if self.problems else "invalid job"
+        more = len(self.problems) - 1
+        super().__init__(first + (f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""))
+
+
+def compose_prompt(entity_prompts: list[str], location: str) -> str:
+    """The global prompt the release composes from the entity prompts (model reference, 1)."""
+    parts = [p.strip().rstrip(".") for p in entity_prompts]
+    place = location.strip().rstrip(".")
+    if len(parts) == 1:
+        return f"{parts[0]} is moving in the {place}"
+    return f"{' and '.join(parts)} are moving in the {place}"
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+def build_job(
+    *,
+    scene_name: str,
+    frame_start: int,
+    frame_end: int,
+    scene_fps: float,
+    location: str,
+    entities: list[dict[str, Any]],
+    pose_mapping: str = "rig",
+    engine: str = "preview",
+    sampling: dict[str, Any] | None = None,
+    camera: dict[str, Any] | None = None,
+    video: bool = False,
+    source: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A version-1 job as a plain dict. `entities` items: name, prompt, poses (13 x 12), and
+    optionally video_poses (49 x 12), color, forward_axis. Not validated here: call validate()."""
+    job: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "shot": {
+            "scene_name": scene_name,
+            "frame_start": int(frame_start),
+            "frame_end": int(frame_end),
+            "scene_fps": float(scene_fps),
+            "pose_frames": timeplan.pose_times(frame_start, frame_end),
+        },
+        "prompt": {
+            "location": location,
+            "text": compose_prompt([e["prompt"] for e in entities], location) if entities else location,
+        },
+        "entities": [_plain(e) for e in entities],
+        "pose_mapping": pose_mapping,
+        "sampling": {**SAMPLING_DEFAULTS, **(sampling or {})},
+        "engine": engine,
+    }
+    if video:
+        job["shot"]["video_frames"] = timeplan.video_times(frame_start, frame_end)
+    if camera is not None:
+        job["camera"] = _plain(camera)
+    if source is not None:
+        job["source"] = _plain(source)
+    return job
+
+
+def _plain(value: Any) -> Any:
+    """numpy arrays and scalars -> JSON-ready lists and floats."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+class _NonFinite:
+    """Stands in for NaN/Infinity while parsing so the field path can be reported."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def _path(parts: list[Any] | tuple[Any, ...]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(the job)"
+
+
+def _find_non_finite(value: Any, where: list[Any], found: list[str]) -> None:
+    if isinstance(value, _NonFinite):
+        found.append(f"{_path(where)}: {value.text} is not a number; use a finite value")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _find_non_finite(v, [*where, k], found)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _find_non_finite(v, [*where, i], found)
+
+
+def parse(text: str) -> dict[str, Any]:
+    """JSON text -> job dict, refusing NaN/Infinity. Raises JobError; does not validate."""
+    try:
+        doc = json.loads(text, parse_constant=_NonFinite)
+    except json.JSONDecodeError as exc:
+        raise JobError([f"(the job): not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
+    problems: list[str] = []
+    _find_non_finite(doc, [], problems)
+    if problems:
+        raise JobError(problems)
+    if not isinstance(doc, dict):
+        raise JobError([f"(the job): must be a JSON object, got {type(doc).__name__}"])
+    return doc
+
+
+def read(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate a job file. Raises JobError with a message naming the file's problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise JobError([f"(the job): no job file at {p}"]) from None
+    except IsADirectoryError:
+        raise JobError([f"(the job): {p} is a folder, not a job file"]) from None
+    except UnicodeDecodeError:
+        raise JobError([f"(the job): {p} is not UTF-8 text; is it really a job file?"]) from None
+    except OSError as exc:
+        raise JobError([f"(the job): cannot read {p}: {exc.strerror}"]) from None
+    job = parse(text)
+    validate(job)
+    return job
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def _schema_message(error: Any) -> str:
+    """One jsonschema error -> "path: what is wrong", in words a user can act on."""
+    where = _path(list(error.absolute_path))
+    v, val = error.validator, error.validator_value
+    inst = error.instance
+    if v == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        field = missing[0] if missing else error.message
+        return f"{_path([*list(error.absolute_path), field])}: missing (required)"
+    if v == "additionalProperties":
+        extra = sorted(set(inst) - set(error.schema.get("properties", {})))
+        names = ", ".join(map(repr, extra))
+        return f"{where}: unknown field{'s' if len(extra) > 1 else ''} {names}; remove it or check the spelling"
+    if v == "type":
+        return f"{where}: must be {'an' if val in ('integer', 'array', 'object') else 'a'} {val}, got {_kind(inst)}"
+    if v == "minLength" and val == 1:
+        return f"{where}: must not be empty"
+    if v == "maxLength":
+        return f"{where}: too long ({len(inst)} characters; at most {val})"
+    if v == "pattern":
+        bad = sorted({c for c in inst if not 0x20 <= ord(c) <= 0x7E})
+        shown = " ".join(repr(c) for c in bad[:5])
+        return f"{where}: use plain English text (ASCII letters, digits and punctuation); found {shown}"
+    if v in ("minItems", "maxItems"):
+        if error.absolute_path and error.absolute_path[-1] == "entities":
+            return f"{where}: {len(inst)} entities; a shot has 1 to {MAX_ENTITIES}"
+        return f"{where}: has {len(inst)} items, needs {'at least' if v == 'minItems' else 'at most'} {val}"
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        words = {
+            "minimum": "at least",
+            "maximum": "at most",
+            "exclusiveMinimum": "more than",
+            "exclusiveMaximum": "less than",
+        }
+        return f"{where}: {inst!r} is out of range; must be {words[v]} {val}"
+    if v == "multipleOf":
+        return f"{where}: {inst!r} must be a multiple of {val}"
+    if v == "const":
+        return f"{where}: must be {json.dumps(val)}, got {json.dumps(inst)}"
+    if v == "enum":
+        return f"{where}: must be one of {', '.join(json.dumps(x) for x in val)}, got {json.dumps(inst)}"
+    return f"{where}: {error.message}"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    return {dict: "an object", list: "a list", str: "text", int: "a whole number", float: "a number"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
+
+
+def validate(job: dict[str, Any]) -> None:
+    """Raise JobError listing every problem (schema and meaning) of a parsed job."""
+    if not isinstance(job, dict):
+        raise JobError([f"(the job): must be a JSON object, got {_kind(job)}"])
+    if job.get("format") != FORMAT:
+        raise JobError(
+            [f'format: this is not a TrajMaster job (expected "{FORMAT}", got {json.dumps(job.get("format"))})']
+        )
+    version = job.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+        raise JobError(
+            [
+                f"version: this job is version {version}, but this backend reads version {VERSION}; "
+                "update TrajMaster Previz to run it"
+            ]
+        )
+    import jsonschema  # the backend's dependency; Blender's Python builds jobs but never validates
+
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+    errors = sorted(validator.iter_errors(job), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    problems = [_schema_message(e) for e in errors]
+    if not problems:
+        problems = _meaning_problems(job)
+    if problems:
+        raise JobError(problems)
+
+
+def _meaning_problems(job: dict[str, Any]) -> list[str]:
+    """What the schema cannot say: ordering, rigid rotations, blank prompts, step counts."""
+    problems: list[str] = []
+    shot = job["shot"]
+    if shot["frame_end"] <= shot["frame_start"]:
+        problems.append(
+            f"shot.frame_end: {shot['frame_end']} must be after shot.frame_start ({shot['frame_start']}); "
+            "a shot needs at least 2 frames"
+        )
+    for key in ("pose_frames", "video_frames"):
+        times = shot.get(key)
+        if times is not None and any(b < a for a, b in itertools.pairwise(times)):
+            problems.append(f"shot.{key}: times must not go backwards")
+    for field in ("location", "text"):
+        if not job["prompt"][field].strip():
+            problems.append(f"prompt.{field}: must not be blank")
+    names: set[str] = set()
+    for k, ent in enumerate(job["entities"]):
+        if not ent["prompt"].strip():
+            problems.append(f"entities[{k}].prompt: must not be blank; describe the entity in 15-24 words")
+        if ent["name"] in names:
+            problems.append(f"entities[{k}].name: {ent['name']!r} is used twice; each entity needs its own name")
+        names.add(ent["name"])
+        for key in ("poses", "video_poses"):
+            if key in ent:
+                problems.extend(_rotation_problems(f"entities[{k}].{key}", ent[key]))
+    sampling = job["sampling"]
+    if sampling["annealed_steps"] > sampling["steps"]:
+        problems.append(
+            f"sampling.annealed_steps: {sampling['annealed_steps']} is more than sampling.steps ({sampling['steps']})"
+        )
+    return problems
+
+
+def _rotation_problems(where: str, rows: list[list[float]]) -> list[str]:
+    pose = np.asarray(rows, dtype=np.float64)
+    rot = np.swapaxes(pose[:, :9].reshape(-1, 3, 3), -1, -2)
+    gram = rot @ np.swapaxes(rot, -1, -2)
+    err = np.max(np.abs(gram - np.eye(3)), axis=(-1, -2))
+    det = np.linalg.det(rot)
+    out = []
+    for i in np.flatnonzero((err > ROTATION_TOLERANCE) | (det <= 0)):
+        what = (
+            "is singular"
+            if abs(det[i]) < 1e-6
+            else ("is mirrored" if det[i] < 0 else "is not a rotation (scaled or sheared)")
+        )
+        out.append(f"{where}[{i}]: its 3x3 rotation part {what}; poses must be rigid (see docs/pose-conventions.md)")
+    return out
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def dumps(job: dict[str, Any]) -> str:
+    return json.dumps(_plain(job), indent=1, allow_nan=False) + "\n"
+
+
+def write_atomic(path: str | os.PathLike[str], text: str | bytes, *, overwrite: bool = False) -> Path:
+    """Write a file via a temporary sibling and a rename, so readers never see half a file.
+
+    With overwrite=False an existing file is never replaced (FileExistsError), also when two
+    writers race: the final step is a hard link, which fails if the name was taken meanwhile.
+    """
+    target = Path(path)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            _link_new(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _link_new(tmp: str, target: Path) -> None:
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        # Filesystems without hard links (some network shares, FAT): check, then rename.
+        if target.exists():
+            raise FileExistsError(str(target)) from None
+        os.rename(tmp, target)
+
+
+def write(job: dict[str, Any], path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Validate and write a job file atomically."""
+    validate(job)
+    return write_atomic(path, dumps(job), overwrite=overwrite)
