@@ -56,6 +56,12 @@ class EventStream:
             except (BrokenPipeError, ValueError):
                 pass  # the reader went away; the work itself decides whether to go on
 
+    def write_raw(self, text: str) -> None:
+        """A whole document instead of events (doctor/bench with --json)."""
+        with self._lock:
+            self._out.write(text)
+            self._out.flush()
+
 
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):

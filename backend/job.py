@@ -340,14 +340,15 @@ def write_atomic(path: str | os.PathLike[str], text: str | bytes, *, overwrite: 
         if overwrite:
             os.replace(tmp, target)
         else:
-            _link_new(tmp, target)
+            link_new(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
 
 
-def _link_new(tmp: str, target: Path) -> None:
+def link_new(tmp: str | os.PathLike[str], target: Path) -> None:
+    """Give `tmp` the name `target` unless that name exists (FileExistsError); atomic."""
     try:
         os.link(tmp, target)
     except FileExistsError:

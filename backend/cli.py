@@ -1,0 +1,186 @@
+"""`python -m backend`: validate and run jobs, serve as a worker, manage the model.
+
+Run from the extension's root folder. Progress goes to stdout as JSON-lines events (see
+docs/protocol.md); messages for people go to stderr. Exit codes: 0 success, 2 bad input
+(job, output folder, weights), 1 internal failure, 3 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+
+from . import __version__, events
+from .engines import ENGINE_NAMES, make_engine
+from .errors import EXIT_OK, UserError
+from .generate import load_job, run_job, shot_findings
+from .outcome import report_outcome
+from .progress import Report
+
+
+def _model_commands():
+    # Kept free of torch at import time, so --help and the preview engine work without it.
+    from .cogvideox import commands
+
+    return commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    try:
+        model = _model_commands()
+    except ModuleNotFoundError:  # TEMPORARY until backend.cogvideox lands
+        model = None
+    parser = argparse.ArgumentParser(
+        prog="python -m backend",
+        description="TrajMaster Previz backend: turns job files into takes (preview or CogVideoX-5B + 3DTrajMaster).",
+        epilog="Events (JSON lines) go to stdout, messages to stderr. Exit codes: 0 ok, 2 bad input, 1 failure, "
+        "3 cancelled. See docs/protocol.md and docs/job-file.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"trajmaster-previz backend {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "validate",
+        help="check a job file and list its problems and warnings",
+        description="Check a job file against the schema (docs/job.schema.json) and the pose checks.",
+    )
+    p.add_argument("job", metavar="JOB", help="the job file (.json)")
+
+    p = sub.add_parser(
+        "generate",
+        help="render a job into a new take (video + sidecar)",
+        description="Render a job into a new take in --out: NAME.mp4, NAME.json (sidecar) and, with "
+        "--png, NAME_png/. Never overwrites: without --name the take is SHOT_take_NNN with the next "
+        "free number.",
+    )
+    p.add_argument("job", metavar="JOB", help="the job file (.json)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the take (created if missing)")
+    p.add_argument("--name", metavar="NAME", help="take name (default: SHOT_take_NNN); must not exist yet")
+    p.add_argument("--engine", choices=ENGINE_NAMES, help="override the job's engine")
+    p.add_argument("--png", action="store_true", help="also write a lossless PNG sequence")
+    model.add_model_arguments(p)
+
+    p = sub.add_parser(
+        "serve",
+        help="run as a worker: jobs over stdin, engines kept loaded",
+        description="Long-lived worker: reads JSON-lines requests on stdin (generate, cancel, ping, "
+        "shutdown; see docs/protocol.md) and keeps the model loaded between jobs. Exits on EOF.",
+    )
+    model.add_model_arguments(p)
+
+    p = sub.add_parser(
+        "download",
+        help="download the model weights from the Hugging Face hub",
+        description="Download THUDM/CogVideoX-5b and KwaiVGI/3DTrajMaster (resumable).",
+    )
+    model.add_download_arguments(p)
+
+    p = sub.add_parser(
+        "doctor",
+        help="report GPU, versions, weights found and free disk",
+        description="Report GPU, VRAM, torch/CUDA and diffusers versions, weights found, free disk.",
+    )
+    model.add_doctor_arguments(p)
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmark the model at real sizes (random weights)",
+        description="Benchmark the transformer and injector with random weights (no download).",
+    )
+    model.add_bench_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    stream = events.install()
+    if args.command == "serve":
+        from .worker import serve
+
+        return serve(args, stream)
+    if args.command in ("doctor", "bench"):
+        # Reports for people (or, with --json, one JSON document for tools) on the protected stdout;
+        # their progress goes to stderr as event lines.
+        return {"doctor": _doctor, "bench": _bench}[args.command](args, stream)
+    report = Report(stream)
+    stream.emit("hello", pid=os.getpid(), version=__version__, engine=getattr(args, "engine", None))
+    return {"validate": _validate, "generate": _generate, "download": _download}[args.command](args, report)
+
+
+def _validate(args: argparse.Namespace, report: Report) -> int:
+    try:
+        job = load_job(args.job)
+    except UserError as exc:
+        return report_outcome(report, exc)
+    findings = shot_findings(job)
+    for f in findings:
+        report.warning(f.code, f.message, entity=f.entity, slots=f.slots, severity=f.severity)
+        print(f"warning: {f.message}", file=sys.stderr)
+    n = len(job["entities"])
+    print(
+        f"{args.job}: valid job, {n} entit{'y' if n == 1 else 'ies'}, engine {job['engine']}, "
+        f"{len(findings)} warning{'s' if len(findings) != 1 else ''}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _generate(args: argparse.Namespace, report: Report) -> int:
+    def on_signal(signum: int, frame: object) -> None:
+        report.cancel.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    engines = {}
+
+    def get_engine(name: str):
+        if name not in engines:
+            engines[name] = make_engine(name, args, report)
+        return engines[name]
+
+    try:
+        result = run_job(args.job, args.out, get_engine, report, name=args.name, png=args.png, engine_name=args.engine)
+    except BaseException as exc:
+        return report_outcome(report, exc)
+    finally:
+        for engine in engines.values():
+            engine.close()
+    return report_outcome(report, None, result)
+
+
+def _download(args: argparse.Namespace, report: Report) -> int:
+    try:
+        result = _model_commands().download(args, report)
+    except BaseException as exc:
+        return report_outcome(report, exc)
+    report._emit("result", **result)
+    return EXIT_OK
+
+
+def _print_report(stream: events.EventStream, args: argparse.Namespace, data: dict, text: str) -> None:
+    stream.write_raw((json.dumps(data, indent=1, default=str) if getattr(args, "json", False) else text) + "\n")
+
+
+def _doctor(args: argparse.Namespace, stream: events.EventStream) -> int:
+    model = _model_commands()
+    report = Report(events.EventStream(sys.stderr))
+    try:
+        found = model.doctor(args)
+    except BaseException as exc:
+        return report_outcome(report, exc)
+    _print_report(stream, args, found, model.format_doctor(found))
+    return EXIT_OK
+
+
+def _bench(args: argparse.Namespace, stream: events.EventStream) -> int:
+    model = _model_commands()
+    report = Report(events.EventStream(sys.stderr))
+    try:
+        result = model.bench(args, report)
+    except BaseException as exc:
+        return report_outcome(report, exc)
+    _print_report(stream, args, result, model.format_bench(result))
+    return EXIT_OK

@@ -1,0 +1,166 @@
+"""One job, start to finish: validate, check, render, write the take, report.
+
+Shared by `python -m backend generate` (one job per process) and the worker (many jobs, engines
+kept loaded). Nothing is written under a final name until the take is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__, checks, poses, timeplan
+from . import job as jobfile
+from .errors import UserError
+from .progress import Engine, Report
+from .takes import TakeCommit, TakePaths, prepare_folder
+
+
+def load_job(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        return jobfile.read(path)
+    except jobfile.JobError as exc:
+        raise UserError("bad_job", f"{Path(path).name}: {exc}", hint=_job_hint(exc)) from None
+
+
+def _job_hint(exc: jobfile.JobError) -> str | None:
+    if len(exc.problems) > 1:
+        return "All problems: " + "; ".join(exc.problems)
+    return None
+
+
+def shot_findings(job: dict[str, Any]) -> list[checks.Finding]:
+    """The pose checks on a job's own numbers (the add-on runs them on the scene too)."""
+    camera = job.get("camera")
+    context = np.asarray(camera["context"] if camera else [poses.rig_camera_context()] * timeplan.POSE_SLOTS)
+    return checks.check_shot(
+        [e["name"] for e in job["entities"]],
+        [np.asarray(e["poses"]) for e in job["entities"]],
+        context,
+        job["pose_mapping"],
+        pose_frames=job["shot"]["pose_frames"],
+        scene_fps=job["shot"]["scene_fps"],
+    )
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "backend": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+    }
+
+
+def run_job(
+    job_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    get_engine: Callable[[str], Engine],
+    report: Report,
+    *,
+    name: str | None = None,
+    png: bool = False,
+    engine_name: str | None = None,
+) -> dict[str, Any]:
+    """Run one job file and publish its take. Returns the result event's fields.
+
+    Raises UserError (bad input), OutOfMemory, Cancelled, or anything else for an internal failure;
+    in every case nothing is left in `out_dir` but what was there before.
+    """
+    t0 = time.monotonic()
+    report.stage("validating", "Checking the job")
+    job = load_job(job_path)
+    engine_name = engine_name or job["engine"]
+    findings = shot_findings(job)
+    for f in findings:
+        report.warning(f.code, f.message, entity=f.entity, slots=f.slots, severity=f.severity)
+    folder, created = prepare_folder(out_dir)
+    try:
+        with TakeCommit(folder, job["shot"]["scene_name"], name) as take:
+            t_loaded = time.monotonic()
+            engine = get_engine(engine_name)
+            t_render = time.monotonic()
+            frames = engine.render(job, report)
+            t_rendered = time.monotonic()
+            report.stage("writing", "Writing the video")
+            from . import video  # imageio-ffmpeg: only needed once there is something to write
+
+            staged_video = take.temp_file(".mp4")
+            video.write_mp4(frames, staged_video, fps=timeplan.VIDEO_FPS)
+            staged_png = None
+            if png:
+                staged_png = take.temp_dir()
+                # Frame files are named the same in every take; the folder carries the take name.
+                video.write_png_sequence(frames, staged_png, "frame")
+            report.check_cancel()
+            t_written = time.monotonic()
+            timings = {
+                "validate_s": round(t_loaded - t0, 3),
+                "engine_ready_s": round(t_render - t_loaded, 3),
+                "render_s": round(t_rendered - t_render, 3),
+                "write_s": round(t_written - t_rendered, 3),
+            }
+
+            def sidecar(paths: TakePaths) -> str:
+                doc = {
+                    "format": "trajmaster-take",
+                    "version": 1,
+                    "name": paths.name,
+                    "video": paths.video.name,
+                    "png_dir": paths.png_dir.name if png else None,
+                    "frames": int(frames.shape[0]),
+                    "fps": timeplan.VIDEO_FPS,
+                    "width": int(frames.shape[2]),
+                    "height": int(frames.shape[1]),
+                    "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "job_file": str(Path(job_path).absolute()),
+                    "job": job,
+                    "engine": engine.describe(),
+                    "versions": _versions(),
+                    "timings": {**timings, "total_s": round(time.monotonic() - t0, 3)},
+                    "metrics": report.metrics,
+                    "warnings": [f.as_dict() for f in findings],
+                    "command": sys.argv,
+                }
+                return json.dumps(doc, indent=1, default=_jsonable) + "\n"
+
+            paths = take.publish(staged_video, sidecar, staged_png)
+    except BaseException:
+        if created:
+            _remove_if_empty(folder)
+        raise
+    return {
+        "name": paths.name,
+        "video": str(paths.video),
+        "sidecar": str(paths.sidecar),
+        "png_dir": str(paths.png_dir) if png else None,
+        "frames": int(frames.shape[0]),
+        "fps": timeplan.VIDEO_FPS,
+        "width": int(frames.shape[2]),
+        "height": int(frames.shape[1]),
+        "seconds": round(time.monotonic() - t0, 3),
+    }
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "__fspath__"):
+        return os.fspath(value)
+    return str(value)
