@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", metavar="NAME", help="take name (default: SHOT_take_NNN); must not exist yet")
     p.add_argument("--engine", choices=ENGINE_NAMES, help="override the job's engine")
     p.add_argument("--png", action="store_true", help="also write a lossless PNG sequence")
-    model.add_model_arguments(p)
+    if model:
+        model.add_model_arguments(p)
 
     p = sub.add_parser(
         "serve",
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Long-lived worker: reads JSON-lines requests on stdin (generate, cancel, ping, "
         "shutdown; see docs/protocol.md) and keeps the model loaded between jobs. Exits on EOF.",
     )
+    if model is None:
+        return parser
     model.add_model_arguments(p)
 
     p = sub.add_parser(

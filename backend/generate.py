@@ -29,7 +29,7 @@ def load_job(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         return jobfile.read(path)
     except jobfile.JobError as exc:
-        raise UserError("bad_job", f"{Path(path).name}: {exc}", hint=_job_hint(exc)) from None
+        raise UserError("bad_job", f"Job file {Path(path).name}: {exc}", hint=_job_hint(exc)) from None
 
 
 def _job_hint(exc: jobfile.JobError) -> str | None:

@@ -155,13 +155,13 @@ def parse(text: str) -> dict[str, Any]:
     try:
         doc = json.loads(text, parse_constant=_NonFinite)
     except json.JSONDecodeError as exc:
-        raise JobError([f"(the job): not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
+        raise JobError([f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
     problems: list[str] = []
     _find_non_finite(doc, [], problems)
     if problems:
         raise JobError(problems)
     if not isinstance(doc, dict):
-        raise JobError([f"(the job): must be a JSON object, got {type(doc).__name__}"])
+        raise JobError([f"must be a JSON object, got {type(doc).__name__}"])
     return doc
 
 
@@ -171,13 +171,13 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise JobError([f"(the job): no job file at {p}"]) from None
+        raise JobError([f"no job file at {p}"]) from None
     except IsADirectoryError:
-        raise JobError([f"(the job): {p} is a folder, not a job file"]) from None
+        raise JobError([f"{p} is a folder, not a job file"]) from None
     except UnicodeDecodeError:
-        raise JobError([f"(the job): {p} is not UTF-8 text; is it really a job file?"]) from None
+        raise JobError([f"{p} is not UTF-8 text; is it really a job file?"]) from None
     except OSError as exc:
-        raise JobError([f"(the job): cannot read {p}: {exc.strerror}"]) from None
+        raise JobError([f"cannot read {p}: {exc.strerror}"]) from None
     job = parse(text)
     validate(job)
     return job
@@ -241,7 +241,7 @@ def _kind(value: Any) -> str:
 def validate(job: dict[str, Any]) -> None:
     """Raise JobError listing every problem (schema and meaning) of a parsed job."""
     if not isinstance(job, dict):
-        raise JobError([f"(the job): must be a JSON object, got {_kind(job)}"])
+        raise JobError([f"must be a JSON object, got {_kind(job)}"])
     if job.get("format") != FORMAT:
         raise JobError(
             [f'format: this is not a TrajMaster job (expected "{FORMAT}", got {json.dumps(job.get("format"))})']

@@ -1,0 +1,99 @@
+"""The in-distribution checks a director sees under the entities and in the overlay."""
+
+import numpy as np
+
+from backend import checks, poses
+from shots import CAMERA, make_job
+
+
+def findings(job, **kw):
+    context = np.asarray(job["camera"]["context"])
+    return checks.check_shot(
+        [e["name"] for e in job["entities"]],
+        [np.asarray(e["poses"]) for e in job["entities"]],
+        context,
+        job["pose_mapping"],
+        pose_frames=job["shot"]["pose_frames"],
+        scene_fps=job["shot"]["scene_fps"],
+        **kw,
+    )
+
+
+def codes(found):
+    return sorted({f.code for f in found})
+
+
+def test_a_walk_across_the_middle_distance_is_clean():
+    for mapping in ("rig", "exact"):
+        assert findings(make_job([((-2, 0), (2, 0))], mapping=mapping)) == []
+
+
+def test_too_close_and_too_far_name_the_entity_and_the_slots():
+    near = findings(make_job([((0, -7.6), (0.5, -7.6))]))
+    assert codes(near) == ["too_close"]
+    assert "Entity1" in near[0].message and near[0].entity == 0 and len(near[0].slots) == 13
+    far = findings(make_job([((0, 0), (0, 6))]))
+    assert codes(far) == ["too_far"]
+    assert far[0].slots[0] > 0 and far[0].slots[-1] == 12  # only the later slots are too far
+
+
+def test_leaving_the_frame_is_reported_where_it_happens():
+    found = findings(make_job([((0, 0), (8, 0))], frame_end=200))
+    assert codes(found) == ["out_of_view"]
+    assert found[0].slots[0] > 3 and found[0].slots[-1] == 12
+
+
+def test_walking_behind_the_camera_is_out_of_view():
+    found = findings(make_job([((0, -9), (0, -13))], frame_end=200))
+    assert "out_of_view" in codes(found)
+
+
+def test_too_fast_uses_real_seconds_from_the_scene_fps():
+    fast = findings(make_job([((-3, 0), (3, 0))], frame_end=49, fps=24))  # 6 m in 2 s
+    assert codes(fast) == ["too_fast"]
+    assert findings(make_job([((-3, 0), (3, 0))], frame_end=73, fps=24)) == []  # 6 m in 3 s
+
+
+def test_pitched_or_rolled_entity_is_flagged_from_world_matrices():
+    tilt = poses.tilt_degrees(np.stack([poses.yaw_matrix(0.3, (0, 0, 0)) @ np.diag([1, 1, 1, 1])] * 13))
+    assert np.allclose(tilt, 0)
+    leaning = np.eye(4)
+    leaning[1:3, 1:3] = [[np.cos(0.5), -np.sin(0.5)], [np.sin(0.5), np.cos(0.5)]]
+    tilt = poses.tilt_degrees(np.stack([leaning] * 13))
+    job = make_job()
+    found = findings(job, tilts=[tilt])
+    assert codes(found) == ["tilted"]
+    assert "28 degrees" in found[0].message or "29 degrees" in found[0].message
+
+
+def test_exact_mode_reads_tilt_from_the_poses():
+    job = make_job(mapping="exact")
+    leaning = poses.yaw_matrix(0.0, (0, 0, 0))
+    leaning[:3, :3] = leaning[:3, :3] @ np.array(
+        [[1, 0, 0], [0, np.cos(0.4), -np.sin(0.4)], [0, np.sin(0.4), np.cos(0.4)]]
+    )
+    pose = poses.model_poses(np.stack([CAMERA] * 13), np.stack([leaning] * 13), mapping="exact")
+    found = checks.check_entity(0, "Leaner", pose, np.asarray(job["camera"]["context"]), "exact")
+    assert "tilted" in codes(found)
+
+
+def test_entity_count_limits():
+    assert codes(checks.check_count(0)) == ["no_entities"]
+    assert codes(checks.check_count(4)) == ["too_many_entities"]
+    assert checks.check_count(4)[0].severity == "error"
+    assert checks.check_count(3) == []
+
+
+def test_a_moving_camera_is_flagged():
+    static = np.stack([CAMERA] * 13)
+    assert checks.check_camera(static) == []
+    dolly = static.copy()
+    dolly[:, 0, 3] += np.linspace(0, 2, 13)
+    assert codes(checks.check_camera(dolly)) == ["camera_moves"]
+
+
+def test_heading_is_zero_facing_away_and_180_facing_the_camera():
+    away = poses.model_poses(CAMERA, poses.yaw_matrix(np.pi, (0, 0, 0)))
+    towards = poses.model_poses(CAMERA, np.eye(4))
+    assert abs(checks.heading_degrees(away)) < 1e-6
+    assert abs(abs(checks.heading_degrees(towards)) - 180) < 1e-6

@@ -1,0 +1,178 @@
+"""The job file v1: what it holds, and a clear "field.path: what is wrong" for every bad input."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from backend import job as jobfile
+from shots import make_job
+
+
+def problems(doc) -> list[str]:
+    with pytest.raises(jobfile.JobError) as err:
+        jobfile.validate(doc)
+    return err.value.problems
+
+
+def test_a_built_job_holds_the_contract_fields_with_release_defaults():
+    job = make_job([((-2, 0), (2, 0)), ((2, 2), (-2, 2))])
+    assert job["format"] == "trajmaster-job" and job["version"] == 1
+    assert set(job["shot"]) >= {"scene_name", "frame_start", "frame_end", "scene_fps", "pose_frames"}
+    assert len(job["shot"]["pose_frames"]) == 13
+    assert job["sampling"] == {
+        "seed": 42,
+        "steps": 50,
+        "guidance_scale": 6.0,
+        "lora_scale": 0.6,
+        "annealed_steps": 20,
+        "height": 480,
+        "width": 720,
+        "frames": 49,
+    }
+    assert [len(e["poses"]) for e in job["entities"]] == [13, 13]
+    assert all(len(row) == 12 for e in job["entities"] for row in e["poses"])
+    assert job["prompt"]["text"].endswith("are moving in the sunlit desert with golden sand dunes")
+    jobfile.validate(job)
+
+
+def test_prompt_composition_follows_the_release():
+    assert jobfile.compose_prompt(["A horse."], "desert") == "A horse is moving in the desert"
+    assert (
+        jobfile.compose_prompt(["A horse", "a robot", "a fire spirit"], "a forest.")
+        == "A horse and a robot and a fire spirit are moving in the a forest"
+    )
+
+
+def test_published_schema_is_the_one_validated_against():
+    from pathlib import Path
+
+    published = Path(__file__).parent.parent / "docs" / "job.schema.json"
+    assert json.loads(published.read_text()) == json.loads(jobfile.SCHEMA_PATH.read_text())
+
+
+def mutate(path, value=None, delete=False):
+    job = make_job()
+    node = job
+    for key in path[:-1]:
+        node = node[key]
+    if delete:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return job
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "delete", "expected"),
+    [
+        (("shot", "scene_fps"), None, True, "shot.scene_fps: missing (required)"),
+        (("sampling", "seed"), None, True, "sampling.seed: missing (required)"),
+        (("entities", 0, "colour"), [1, 0, 0], False, "entities[0]: unknown field 'colour'"),
+        (("shot", "frame_start"), "1", False, "shot.frame_start: must be an integer, got text"),
+        (("sampling", "steps"), 2.5, False, "sampling.steps: must be an integer, got a number"),
+        (("sampling", "guidance_scale"), 0.5, False, "sampling.guidance_scale: 0.5 is out of range"),
+        (("sampling", "lora_scale"), 1.5, False, "sampling.lora_scale: 1.5 is out of range; must be at most 1"),
+        (("sampling", "height"), 470, False, "sampling.height: 470 must be a multiple of 16"),
+        (("sampling", "frames"), 25, False, "sampling.frames: must be 49"),
+        (("pose_mapping",), "unreal", False, 'pose_mapping: must be one of "rig", "exact"'),
+        (("engine",), "sora", False, 'engine: must be one of "preview", "cogvideox"'),
+        (("entities", 0, "prompt"), "", False, "entities[0].prompt: must not be empty"),
+        (("entities", 0, "prompt"), "   ", False, "entities[0].prompt: must not be blank"),
+        (("entities", 0, "prompt"), "word " * 200, False, "entities[0].prompt: too long (1000 characters"),
+        (("entities", 0, "prompt"), "Un cheval à la crinière noire", False, "use plain English text"),
+        (("prompt", "location"), "", False, "prompt.location: must not be empty"),
+        (("shot", "frame_end"), 1, False, "shot.frame_end: 1 must be after shot.frame_start (1)"),
+        (("shot", "pose_frames"), [1.0] * 12, False, "shot.pose_frames: has 12 items, needs at least 13"),
+        (("entities", 0, "poses", 3), [0.0] * 11, False, "entities[0].poses[3]: has 11 items"),
+        (("entities",), [], False, "entities: 0 entities; a shot has 1 to 3"),
+        (("sampling", "annealed_steps"), 60, False, "sampling.annealed_steps: 60 is more than sampling.steps"),
+    ],
+)
+def test_each_bad_field_is_named_with_what_is_wrong(path, value, delete, expected):
+    found = problems(mutate(path, value, delete))
+    assert any(expected in p for p in found), found
+
+
+def test_four_entities_are_refused():
+    job = make_job([((-2, 0), (2, 0))] * 3)
+    job["entities"].append(copy.deepcopy(job["entities"][0]))
+    for k, e in enumerate(job["entities"]):
+        e["name"] = f"E{k}"
+    assert problems(job) == ["entities: 4 entities; a shot has 1 to 3"]
+
+
+def test_duplicate_entity_names_are_refused():
+    job = make_job([((-2, 0), (2, 0)), ((2, 2), (-2, 2))])
+    job["entities"][1]["name"] = job["entities"][0]["name"]
+    assert "used twice" in problems(job)[0]
+
+
+@pytest.mark.parametrize(
+    ("rotation", "words"),
+    [
+        (np.zeros((3, 3)), "is singular"),
+        (np.diag([2.0, 1.0, 1.0]), "is not a rotation"),
+        (np.array([[1, 0.3, 0], [0, 1, 0], [0, 0, 1.0]]), "is not a rotation"),
+        (np.diag([-1.0, 1.0, 1.0]), "is mirrored"),
+    ],
+)
+def test_poses_must_be_rigid(rotation, words):
+    job = make_job()
+    pose = job["entities"][0]["poses"][5]
+    pose[:9] = rotation.T.reshape(9).tolist()
+    found = problems(job)
+    assert found[0].startswith("entities[0].poses[5]: its 3x3 rotation part " + words)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_refused_with_their_path(constant):
+    text = jobfile.dumps(make_job()).replace('"scene_fps": 24.0', f'"scene_fps": {constant}', 1)
+    with pytest.raises(jobfile.JobError) as err:
+        jobfile.parse(text)
+    assert err.value.problems == [f"shot.scene_fps: {constant} is not a number; use a finite value"]
+
+
+def test_newer_version_asks_for_an_update():
+    job = make_job()
+    job["version"] = 2
+    assert problems(job) == [
+        "version: this job is version 2, but this backend reads version 1; update TrajMaster Previz to run it"
+    ]
+
+
+def test_not_a_job_at_all():
+    assert "not a TrajMaster job" in problems({"hello": 1})[0]
+    with pytest.raises(jobfile.JobError, match="not valid JSON at line 1"):
+        jobfile.parse("{oops")
+    with pytest.raises(jobfile.JobError, match="must be a JSON object"):
+        jobfile.parse("[1, 2]")
+
+
+def test_every_problem_is_listed_not_just_the_first():
+    job = make_job()
+    del job["sampling"]["seed"]
+    job["engine"] = "sora"
+    err = pytest.raises(jobfile.JobError, jobfile.validate, job).value
+    assert len(err.problems) == 2
+    assert "(and 1 more problem)" in str(err)
+
+
+def test_write_is_atomic_and_never_overwrites(tmp_path):
+    job = make_job()
+    target = tmp_path / "shot.json"
+    jobfile.write(job, target)
+    assert jobfile.read(target) == job
+    with pytest.raises(FileExistsError):
+        jobfile.write(job, target)
+    jobfile.write(job, target, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["shot.json"]  # no temporary files left behind
+
+
+def test_an_invalid_job_is_not_written(tmp_path):
+    job = make_job()
+    job["engine"] = "sora"
+    with pytest.raises(jobfile.JobError):
+        jobfile.write(job, tmp_path / "bad.json")
+    assert list(tmp_path.iterdir()) == []
