@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from backend import job as jobfile, poses, timeplan
+from backend import job as jobfile
+from backend import poses, timeplan
 
 CAMERA = poses.look_at_camera((0.0, -10.0, 1.6), (0.0, 0.0, 1.0))
 

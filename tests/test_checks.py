@@ -1,9 +1,9 @@
 """The in-distribution checks a director sees under the entities and in the overlay."""
 
 import numpy as np
+from shots import CAMERA, make_job
 
 from backend import checks, poses
-from shots import CAMERA, make_job
 
 
 def findings(job, **kw):

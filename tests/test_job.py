@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
+from shots import make_job
 
 from backend import job as jobfile
-from shots import make_job
 
 
 def problems(doc) -> list[str]:
@@ -154,9 +154,10 @@ def test_every_problem_is_listed_not_just_the_first():
     job = make_job()
     del job["sampling"]["seed"]
     job["engine"] = "sora"
-    err = pytest.raises(jobfile.JobError, jobfile.validate, job).value
-    assert len(err.problems) == 2
-    assert "(and 1 more problem)" in str(err)
+    with pytest.raises(jobfile.JobError) as err:
+        jobfile.validate(job)
+    assert len(err.value.problems) == 2
+    assert "(and 1 more problem)" in str(err.value)
 
 
 def test_write_is_atomic_and_never_overwrites(tmp_path):

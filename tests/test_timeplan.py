@@ -37,5 +37,5 @@ def test_split_time_gives_frame_and_subframe():
 
 
 def test_slot_index_is_checked():
-    with pytest.raises(ValueError, match="0..12"):
+    with pytest.raises(ValueError, match=r"0\.\.12"):
         timeplan.video_frame_position(13)
