@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 def safe_stem(text: str, fallback: str = "shot") -> str:
     """A file-name-safe version of a scene or take name (ASCII, no separators)."""
-    stem = _UNSAFE.sub("_", text).strip("._-")[:60]
+    # Accented letters keep their base letter (Écurie -> Ecurie) rather than vanishing.
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    stem = _UNSAFE.sub("_", ascii_text).strip("._-")[:60]
     return stem or fallback
 
 
