@@ -1,0 +1,79 @@
+"""Differences between the Blender versions we support (4.2 LTS through 5.x), in one place.
+
+- 5.0 renamed the sequencer's `sequences` to `strips` (and `Sequence` to `Strip`).
+- 5.0 shows, in the Video Sequence Editor, the workspace's *sequencer scene* rather than the
+  window's scene.
+- 4.3 moved a movie strip's last retiming key from its last frame to the end of that frame.
+- 4.4 introduced layered actions; 5.0 removed `Action.fcurves`.
+- `UILayout.progress` (4.0+) is used when present, a label otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import bpy
+
+VERSION: tuple[int, int, int] = tuple(bpy.app.version)  # type: ignore[assignment]
+
+# Since 4.3 the last retiming key of a movie strip sits after its last content frame (content
+# index `len`); before, on it (`len - 1`). Measured by rendering in tests/blender/test_takes.py.
+RETIMING_KEY_AFTER_LAST_FRAME = VERSION >= (4, 3, 0)
+
+
+def strips(editor: bpy.types.SequenceEditor) -> Any:
+    """The top-level strips collection (`strips` in 5.0+, `sequences` before)."""
+    return editor.strips if hasattr(editor, "strips") else editor.sequences
+
+
+def has_sequencer_scene() -> bool:
+    return "sequencer_scene" in bpy.types.WorkSpace.bl_rna.properties
+
+
+def sequencer_scene(context: bpy.types.Context, scene: bpy.types.Scene, *, claim: bool = False) -> bpy.types.Scene:
+    """The scene whose sequencer receives takes of `scene`.
+
+    5.x: the workspace's sequencer scene, or `scene` when the workspace has none; with `claim`
+    (when a take is added, never while drawing) `scene` then becomes the workspace's sequencer
+    scene, so the Video Sequence Editor shows the take. Before 5.0: `scene` itself.
+    """
+    if not has_sequencer_scene():
+        return scene
+    workspace = getattr(context, "workspace", None)
+    if workspace is None:
+        return scene
+    if workspace.sequencer_scene is None:
+        if not claim:
+            return scene
+        workspace.sequencer_scene = scene
+    return workspace.sequencer_scene
+
+
+def sequencer_override(scene: bpy.types.Scene) -> dict[str, Any]:
+    """Context members for running sequencer operators on `scene`."""
+    override: dict[str, Any] = {"scene": scene}
+    if has_sequencer_scene():
+        override["sequencer_scene"] = scene
+    return override
+
+
+def action_fcurves(action: bpy.types.Action | None) -> Iterator[bpy.types.FCurve]:
+    """Every F-curve of an action, layered (4.4+) or not."""
+    if action is None:
+        return
+    layers = getattr(action, "layers", None)
+    if layers is not None and len(layers) > 0:
+        for layer in layers:
+            for strip in layer.strips:
+                for bag in getattr(strip, "channelbags", ()):
+                    yield from bag.fcurves
+        return
+    yield from getattr(action, "fcurves", ())
+
+
+def draw_progress(layout: bpy.types.UILayout, factor: float, text: str) -> None:
+    if hasattr(layout, "progress"):
+        layout.progress(factor=factor, type="BAR", text=text)
+    else:
+        layout.label(text=f"{text} ({factor:.0%})")

@@ -1,0 +1,201 @@
+"""The scene's shot -> a version-1 job (backend.job), with the pose checks' findings.
+
+The pose math, the time plan, the checks and the job layout all come from the backend's pure
+modules; this module only gathers what Blender knows (objects, matrices, settings) and refuses
+shots the backend could not run, each with one sentence that says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import bpy
+
+from ..backend import checks, poses, timeplan
+from ..backend import job as jobfile
+from . import sampling
+
+MAX_PROMPT_CHARS = 600
+MAX_NAME_CHARS = 63
+GOOD_WORDS = (15, 24)
+
+
+class ShotError(ValueError):
+    """The shot cannot be turned into a job; the message is for the user."""
+
+
+@dataclass
+class Export:
+    job: dict[str, Any]
+    findings: list[checks.Finding]
+
+
+def shot_camera(scene: bpy.types.Scene) -> bpy.types.Object | None:
+    settings = scene.trajmaster
+    return settings.camera or scene.camera
+
+
+def _prompt_problem(what: str, text: str) -> str | None:
+    if not text.strip():
+        return f"The {what} is empty; describe it in a few words."
+    bad = sorted({c for c in text if not " " <= c <= "~"})
+    if bad:
+        shown = " ".join(repr(c) for c in bad[:5])
+        return f"The {what} contains characters the model cannot read ({shown}); use plain ASCII text."
+    if len(text) > MAX_PROMPT_CHARS:
+        return f"The {what} is {len(text)} characters long; shorten it to {MAX_PROMPT_CHARS} (15-24 words work best)."
+    return None
+
+
+def shot_problems(scene: bpy.types.Scene) -> list[str]:
+    """Everything that stops this scene's shot from being generated, as sentences for the user."""
+    settings = scene.trajmaster
+    problems: list[str] = []
+    camera = shot_camera(scene)
+    if camera is None:
+        problems.append("The shot has no camera; pick one in the TrajMaster panel or set the scene camera.")
+    elif camera.type != "CAMERA":
+        problems.append(f"'{camera.name}' is not a camera; pick a camera object for the shot.")
+    if settings.frame_end - settings.frame_start < 1:
+        problems.append(
+            f"The shot range {settings.frame_start}-{settings.frame_end} is shorter than 2 frames; "
+            "set an end frame after the start frame."
+        )
+    entities = list(settings.entities)
+    if not entities:
+        problems.append("Add at least one entity (an animated empty with a prompt).")
+    elif len(entities) > jobfile.MAX_ENTITIES:
+        problems.append(
+            f"The model follows at most {jobfile.MAX_ENTITIES} entities; this shot has {len(entities)}: "
+            f"remove {len(entities) - jobfile.MAX_ENTITIES}."
+        )
+    seen: dict[str, int] = {}
+    for k, ent in enumerate(entities, start=1):
+        obj = ent.object
+        if obj is None:
+            problems.append(f"Entity {k} has no empty; pick the empty it should follow.")
+            continue
+        if obj.type != "EMPTY":
+            kind = obj.type.lower()
+            problems.append(f"Entity {k} uses '{obj.name}', which is a {kind}, not an empty; pick an empty.")
+        if obj.name in seen:
+            problems.append(
+                f"Entities {seen[obj.name]} and {k} both use the empty '{obj.name}'; each entity needs its own empty."
+            )
+        seen.setdefault(obj.name, k)
+        if len(obj.name) > MAX_NAME_CHARS:
+            problems.append(f"The empty '{obj.name}' has a name longer than {MAX_NAME_CHARS} characters; rename it.")
+        problem = _prompt_problem(f"prompt of entity {k} ({obj.name})", ent.prompt)
+        if problem:
+            problems.append(problem)
+    problem = _prompt_problem("location prompt", settings.location_prompt)
+    if problem:
+        problems.append(problem)
+    if settings.annealed_steps > settings.steps:
+        problems.append(
+            f"Annealed steps ({settings.annealed_steps}) cannot exceed the steps ({settings.steps}); lower them."
+        )
+    return problems
+
+
+def scene_fps(scene: bpy.types.Scene) -> float:
+    return scene.render.fps / scene.render.fps_base
+
+
+def build(context: bpy.types.Context, scene: bpy.types.Scene) -> Export:
+    """Sample the shot and build its job. Raises ShotError with the first problem."""
+    problems = shot_problems(scene)
+    if problems:
+        raise ShotError(problems[0])
+    settings = scene.trajmaster
+    camera = shot_camera(scene)
+    entities = list(settings.entities)
+    mapping = settings.pose_mapping.lower()
+    start, end = settings.frame_start, settings.frame_end
+    pose_times = timeplan.pose_times(start, end)
+    video_times = timeplan.video_times(start, end)
+    objects = [camera, *(e.object for e in entities)]
+    # One pass over the 62 instants: the 13 pose slots and the 49 video frames.
+    mats = sampling.world_matrices(context, scene, objects, [*pose_times, *video_times])
+    slots, video = mats[:, : len(pose_times)], mats[:, len(pose_times) :]
+    try:
+        context13 = poses.camera_context(slots[0], mapping)
+        context49 = poses.camera_context(video[0], mapping)
+        items = []
+        tilts = []
+        for k, ent in enumerate(entities, start=1):
+            facing = ent.forward_axis
+            items.append(
+                {
+                    "name": ent.object.name,
+                    "prompt": ent.prompt.strip(),
+                    "poses": poses.model_poses(slots[0], slots[k], facing, mapping),
+                    "video_poses": poses.model_poses(video[0], video[k], facing, mapping),
+                    "color": [round(float(c), 4) for c in ent.color],
+                    "forward_axis": facing,
+                }
+            )
+            tilts.append(poses.tilt_degrees(slots[k]))
+    except poses.PoseError as exc:
+        raise ShotError(f"{exc}; fix the object's transform and try again.") from None
+    findings = checks.check_shot(
+        [i["name"] for i in items],
+        [i["poses"] for i in items],
+        context13,
+        mapping,
+        pose_frames=pose_times,
+        scene_fps=scene_fps(scene),
+        tilts=tilts,
+    )
+    findings += checks.check_camera(video[0])
+    job = jobfile.build_job(
+        scene_name=scene.name[:MAX_NAME_CHARS],
+        frame_start=start,
+        frame_end=end,
+        scene_fps=scene_fps(scene),
+        location=settings.location_prompt.strip(),
+        entities=items,
+        pose_mapping=mapping,
+        engine=settings.engine.lower(),
+        sampling={
+            "seed": settings.seed,
+            "steps": settings.steps,
+            "guidance_scale": round(settings.guidance_scale, 4),
+            "lora_scale": round(settings.lora_scale, 4),
+            "annealed_steps": settings.annealed_steps,
+        },
+        camera={"name": camera.name[:MAX_NAME_CHARS], "context": context13, "video_context": context49},
+        video=True,
+        source={
+            "blender": bpy.app.version_string,
+            "blend_file": bpy.data.filepath or None,
+            "addon": _addon_version(),
+        },
+    )
+    return Export(job, findings)
+
+
+def _addon_version() -> str:
+    from ..backend import __version__
+
+    return __version__
+
+
+def write(job: dict[str, Any], path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    """Write a job file atomically. Blender's Python may lack jsonschema, so the backend validates."""
+    jobfile.write_atomic(path, jobfile.dumps(job), overwrite=overwrite)
+
+
+def word_hint(text: str) -> str | None:
+    """The panel's hint for a prompt outside the range the model follows well."""
+    n = jobfile.word_count(text)
+    low, high = GOOD_WORDS
+    if n == 0:
+        return None
+    if n < low:
+        return f"{n} words: {low}-{high} work best; add detail"
+    if n > high:
+        return f"{n} words: {low}-{high} work best; trim it"
+    return None

@@ -1,0 +1,80 @@
+"""Where a scene's takes and job files go, and what the next take is called.
+
+Takes go to `//trajmaster/{scene}/` next to the saved .blend (or `{output folder}/{scene}/`
+when the preferences name one); an unsaved file uses a temporary folder, with a warning. The
+next take number is one above every take of the shot on disk *and* in the sequencer, so a new
+take never reuses a name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import bpy
+
+from ..backend import takes
+from . import preferences
+
+JOB_SUFFIX = ".job.json"
+
+
+class OutputError(RuntimeError):
+    pass
+
+
+def shot_name(scene: bpy.types.Scene) -> str:
+    """The shot's file-safe name (the backend names takes the same way)."""
+    return takes.safe_stem(scene.name)
+
+
+def take_folder(context: bpy.types.Context, shot: str) -> tuple[Path, str | None]:
+    """(folder, warning): the shot's take folder, and a warning when it is a temporary one."""
+    root = preferences.output_root(context)
+    if root:
+        return Path(root) / shot, None
+    if bpy.data.filepath:
+        return Path(bpy.path.abspath("//trajmaster")) / shot, None
+    folder = Path(tempfile.gettempdir()) / "trajmaster" / shot
+    return folder, (
+        f"The .blend file is not saved, so takes go to a temporary folder ({folder}); "
+        "save the file to keep them next to it."
+    )
+
+
+def ensure_writable(folder: Path) -> None:
+    """Create the folder if needed and prove we can write there. Raises OutputError."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".trajmaster-probe-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OutputError(
+            f"Cannot write takes to {folder} ({reason}); choose another output folder in the add-on's "
+            "preferences, or save the .blend file somewhere you can write."
+        ) from None
+
+
+def _numbers_on_disk(folder: Path, shot: str) -> Iterable[int]:
+    if not folder.is_dir():
+        return
+    for entry in os.listdir(folder):
+        for suffix in (JOB_SUFFIX, "_png", ".mp4", ".json"):
+            if entry.endswith(suffix):
+                number = takes.take_number(entry[: -len(suffix)], shot)
+                if number is not None:
+                    yield number
+                break
+
+
+def next_take_name(folder: Path, shot: str, strip_names: Iterable[str]) -> str:
+    numbers = [*_numbers_on_disk(folder, shot)]
+    numbers += [n for n in (takes.take_number(name, shot) for name in strip_names) if n is not None]
+    return f"{shot}_take_{max(numbers, default=0) + 1:03d}"
+
+
+def job_path(folder: Path, take: str) -> Path:
+    return folder / f"{take}{JOB_SUFFIX}"

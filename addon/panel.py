@@ -1,0 +1,225 @@
+"""The N-panel (3D viewport, tab "TrajMaster") and the take panel in the sequencer.
+
+The main panel holds the shot; sub-panels (entities, sampling, generate) hang off it by
+`bl_parent_id = MAIN`, which is also how other modules add their own sections.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import bpy
+
+from ..backend import job as jobfile
+from . import compat, job_export, operators, properties, runner, sequencer
+
+CATEGORY = "TrajMaster"
+MAIN = "TRAJMASTER_PT_main"
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = round(seconds)
+    return f", {seconds // 60}:{seconds % 60:02d} left" if seconds >= 60 else f", {seconds} s left"
+
+
+class _View3DPanel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+
+
+class TRAJMASTER_PT_main(_View3DPanel, bpy.types.Panel):
+    bl_idname = MAIN
+    bl_label = "TrajMaster Previz"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return context.scene is not None
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        scene = context.scene
+        settings = scene.trajmaster
+        col = layout.column()
+        col.prop(settings, "camera")
+        if settings.camera is None:
+            col.label(text=f"Scene camera: {scene.camera.name}" if scene.camera else "No scene camera", icon="INFO")
+        sub = col.column(align=True)
+        sub.prop(settings, "frame_start", text="Shot Start")
+        sub.prop(settings, "frame_end", text="End")
+        if settings.use_custom_range:
+            col.operator("trajmaster.reset_range", icon="LOOP_BACK")
+        col.prop(settings, "location_prompt")
+
+
+class TRAJMASTER_UL_entities(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
+        row = layout.row(align=True)
+        row.prop(item, "color", text="", emboss=True)
+        name = item.object.name if item.object else "(no empty)"
+        words = jobfile.word_count(item.prompt)
+        row.label(text=name, icon="EMPTY_AXIS" if item.object else "ERROR")
+        row.label(text=f"{words} words" if words else "no prompt")
+
+
+class TRAJMASTER_PT_entities(_View3DPanel, bpy.types.Panel):
+    bl_label = "Entities"
+    bl_parent_id = MAIN
+    bl_order = 10
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        scene = context.scene
+        settings = scene.trajmaster
+        row = layout.row()
+        row.template_list(
+            "TRAJMASTER_UL_entities", "", settings, "entities", settings, "active_entity_index", rows=3, maxrows=3
+        )
+        col = row.column(align=True)
+        col.operator("trajmaster.entity_add", icon="ADD", text="")
+        col.operator("trajmaster.entity_remove", icon="REMOVE", text="")
+        if len(settings.entities) >= properties.MAX_ENTITIES:
+            layout.label(text=f"The model follows at most {properties.MAX_ENTITIES} entities", icon="INFO")
+        if settings.entities and 0 <= settings.active_entity_index < len(settings.entities):
+            item = settings.entities[settings.active_entity_index]
+            box = layout.box()
+            box.use_property_split = True
+            box.use_property_decorate = False
+            box.prop(item, "object")
+            box.prop(item, "prompt")
+            hint = job_export.word_hint(item.prompt)
+            words = jobfile.word_count(item.prompt)
+            box.label(text=hint or f"{words} words", icon="INFO" if hint else "CHECKMARK" if words else "BLANK1")
+            box.prop(item, "forward_axis", expand=True)
+            box.prop(item, "color")
+        findings = runner.findings_for(scene)
+        if findings:
+            col = layout.column(align=True)
+            for finding in findings:
+                _wrapped(col, finding.get("message", ""), icon="ERROR")
+        layout.operator("trajmaster.check_shot", icon="VIEWZOOM")
+
+
+class TRAJMASTER_PT_sampling(_View3DPanel, bpy.types.Panel):
+    bl_label = "Model"
+    bl_parent_id = MAIN
+    bl_order = 20
+    bl_options: ClassVar[set[str]] = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        settings = context.scene.trajmaster
+        col = layout.column()
+        col.prop(settings, "engine")
+        col.prop(settings, "pose_mapping")
+        row = col.row(align=True)
+        row.prop(settings, "seed")
+        row.operator("trajmaster.randomize_seed", text="", icon="FILE_REFRESH")
+        sub = col.column(align=True)
+        sub.enabled = settings.engine == "COGVIDEOX"
+        sub.prop(settings, "steps")
+        sub.prop(settings, "guidance_scale")
+        sub.prop(settings, "lora_scale")
+        sub.prop(settings, "annealed_steps")
+
+
+class TRAJMASTER_PT_generate(_View3DPanel, bpy.types.Panel):
+    bl_label = "Generate"
+    bl_parent_id = MAIN
+    bl_order = 30
+    bl_options: ClassVar[set[str]] = {"HIDE_HEADER"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        status = runner.status
+        row = layout.row(align=True)
+        row.scale_y = 1.4
+        if runner.busy():
+            row.operator("trajmaster.cancel", icon="CANCEL")
+            text = status.message or status.stage.capitalize()
+            if status.total:
+                text = f"{status.stage.capitalize()} {status.step}/{status.total}{_eta(status.eta_s)}"
+            compat.draw_progress(layout, status.fraction, text)
+        else:
+            row.operator("trajmaster.generate", icon="RENDER_ANIMATION")
+            if status.message:
+                layout.label(text=status.message, icon="CHECKMARK" if status.message.startswith("Added") else "INFO")
+        if status.pending:
+            layout.operator("trajmaster.add_pending_take", icon="SEQ_SEQUENCER")
+        if status.info:
+            _wrapped(layout.column(align=True), status.info, icon="INFO")
+        if status.last_error:
+            box = layout.box()
+            _wrapped(box.column(align=True), status.last_error, icon="ERROR")
+            row = box.row(align=True)
+            row.operator("trajmaster.copy_error", icon="COPYDOWN")
+            row.operator("trajmaster.clear_error", icon="X")
+        layout.operator("trajmaster.export_job", icon="EXPORT")
+
+
+class TRAJMASTER_PT_take(bpy.types.Panel):
+    """The selected take in the sequencer: its settings, Regenerate and Open Job."""
+
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+    bl_label = "TrajMaster Take"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return sequencer.selected_take(context)[1] is not None
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        _strip, info = sequencer.selected_take(context)
+        col = layout.column(align=True)
+        col.label(text=f"Shot {info['shot']}, take {info['take']}")
+        col.label(text=f"Frames {info['frame_start']}-{info['frame_end']}, {info['engine']}, seed {info['seed']}")
+        for ent in operators.entities_text(info):
+            _wrapped(col, f"{ent.get('name')}: {ent.get('prompt')}", icon="EMPTY_AXIS")
+        _wrapped(col, f"Location: {info['location']}", icon="WORLD")
+        row = layout.row(align=True)
+        row.operator("trajmaster.regenerate", icon="FILE_REFRESH").new_seed = True
+        row.operator("trajmaster.regenerate", text="Same Seed").new_seed = False
+        layout.operator("trajmaster.open_job", icon="TEXT")
+        if runner.status.last_error:
+            _wrapped(layout.column(align=True), runner.status.last_error, icon="ERROR")
+
+
+def _wrapped(layout: bpy.types.UILayout, text: str, icon: str = "NONE", width: int = 42) -> None:
+    """Long messages as several labels (a label does not wrap)."""
+    words, line, first = text.split(), "", True
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            layout.label(text=line, icon=icon if first else "BLANK1")
+            line, first = word, False
+        else:
+            line = f"{line} {word}" if line else word
+    if line:
+        layout.label(text=line, icon=icon if first else "BLANK1")
+
+
+classes = (
+    TRAJMASTER_UL_entities,
+    TRAJMASTER_PT_main,
+    TRAJMASTER_PT_entities,
+    TRAJMASTER_PT_sampling,
+    TRAJMASTER_PT_generate,
+    TRAJMASTER_PT_take,
+)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,173 @@
+"""Takes in the Video Sequence Editor: one movie strip per generation, never replacing one.
+
+A take spans exactly the shot's frames: the 49-frame, 8 fps clip is retimed with Blender's own
+retiming keys so that clip frame j shows at scene time start + (end - start) * j / 48, the
+instant the model rendered it for (backend.timeplan). Takes of a shot stack upwards, one
+channel above the previous take; the newest plays and the earlier ones are muted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from ..backend import takes, timeplan
+from . import compat
+
+TAKE_PROP = "trajmaster"
+MAX_CHANNEL = 128
+
+
+class TakeError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Shot:
+    """What a take belongs to: the shot's name and frame range, and the scene it was made in."""
+
+    name: str
+    frame_start: int
+    frame_end: int
+    scene: str
+
+
+def take_info(strip: Any) -> dict[str, Any] | None:
+    """The TrajMaster properties of a strip (as a plain dict), or None for other strips."""
+    if strip is None or TAKE_PROP not in strip:
+        return None
+    value = strip[TAKE_PROP]
+    return value.to_dict() if hasattr(value, "to_dict") else dict(value)
+
+
+def shot_takes(editor: bpy.types.SequenceEditor, shot: str) -> list[Any]:
+    """The shot's take strips, oldest first."""
+    found = []
+    for strip in compat.strips(editor):
+        info = take_info(strip)
+        if info is not None and info.get("shot") == shot:
+            found.append((int(info.get("take", 0)), strip))
+    return [s for _, s in sorted(found, key=lambda pair: pair[0])]
+
+
+def _channel_free(editor: bpy.types.SequenceEditor, channel: int, start: int, end: int) -> bool:
+    for strip in compat.strips(editor):
+        if strip.channel == channel and strip.frame_final_start < end and strip.frame_final_end > start:
+            return False
+    return True
+
+
+def free_channel(editor: bpy.types.SequenceEditor, start: int, end: int, above: int) -> int:
+    """The first channel above `above` with nothing in frames [start, end)."""
+    for channel in range(above + 1, MAX_CHANNEL + 1):
+        if _channel_free(editor, channel, start, end):
+            return channel
+    raise TakeError(
+        f"No free sequencer channel above {above} for frames {start}-{end - 1}; "
+        "delete or move some strips and add the take again."
+    )
+
+
+def retime(scene: bpy.types.Scene, editor: bpy.types.SequenceEditor, strip: Any, start: int, end: int) -> None:
+    """Stretch the 49-frame clip so frame 0 shows at `start` and frame 48 at `end`.
+
+    Blender's retiming keys hold whole timeline frames; putting the key of the clip's last frame
+    on `end` gives the exact linear map (the time plan's) at every frame of the shot. Keys can
+    only be added to a strip that has retiming data, which the speed operator creates.
+    """
+    for other in compat.strips(editor):
+        other.select = False
+    strip.select = True
+    editor.active_strip = strip
+    with bpy.context.temp_override(**compat.sequencer_override(scene)):
+        result = bpy.ops.sequencer.retiming_segment_speed_set(speed=100.0)
+    if result != {"FINISHED"} or len(strip.retiming_keys) < 2:
+        raise TakeError("Blender could not retime the take; please report this with your Blender version.")
+    keys = strip.retiming_keys
+    if not compat.RETIMING_KEY_AFTER_LAST_FRAME:
+        keys[-1].timeline_frame = end  # the key of the last frame
+    else:
+        last_frame = timeplan.VIDEO_FRAMES - 1
+        keys.add(timeline_frame=start + last_frame)  # the key of the last frame, before the end key
+        # Make room first: a key cannot be moved past its neighbour.
+        keys[-1].timeline_frame = max(keys[-1].timeline_frame, end + 1)
+        keys[1].timeline_frame = end
+    strip.frame_final_end = end + 1
+
+
+def add_take(
+    context: bpy.types.Context,
+    scene: bpy.types.Scene,
+    shot: Shot,
+    result: dict[str, Any],
+    job: dict[str, Any],
+    job_path: str,
+) -> Any:
+    """Put a finished take into the sequencer of `scene` (5.x: its sequencer scene)."""
+    target = compat.sequencer_scene(context, scene, claim=True)
+    editor = target.sequence_editor or target.sequence_editor_create()
+    earlier = shot_takes(editor, shot.name)
+    above = max((s.channel for s in earlier), default=0)
+    start, end = shot.frame_start, shot.frame_end
+    channel = free_channel(editor, start, end + 1, above)
+    video = str(result["video"])
+    name = str(result.get("name") or Path(video).stem)
+    try:
+        strip = compat.strips(editor).new_movie(name=name, filepath=video, channel=channel, frame_start=start)
+    except RuntimeError as exc:
+        raise TakeError(f"Blender could not open the take {video} ({exc}); the file may be damaged.") from None
+    try:
+        retime(target, editor, strip, start, end)
+    except BaseException:
+        compat.strips(editor).remove(strip)
+        raise
+    if bpy.data.filepath:
+        strip.filepath = bpy.path.relpath(video)
+    for other in earlier:
+        other.mute = True
+    strip.mute = False
+    strip[TAKE_PROP] = take_properties(shot, result, job, job_path)
+    return strip
+
+
+def take_properties(shot: Shot, result: dict[str, Any], job: dict[str, Any], job_path: str) -> dict[str, Any]:
+    """The job's parameters on the strip: enough to regenerate, reopen the job, or read at a glance."""
+    sampling = job["sampling"]
+    name = str(result.get("name") or Path(str(result["video"])).stem)
+    return {
+        "shot": shot.name,
+        "take": takes.take_number(name, shot.name) or 0,
+        "scene": shot.scene,
+        "frame_start": shot.frame_start,
+        "frame_end": shot.frame_end,
+        "scene_fps": float(job["shot"]["scene_fps"]),
+        "job": str(job_path),
+        "video": str(result["video"]),
+        "sidecar": str(result.get("sidecar") or ""),
+        "engine": job["engine"],
+        "pose_mapping": job["pose_mapping"],
+        "seed": int(sampling["seed"]),
+        "steps": int(sampling["steps"]),
+        "guidance_scale": float(sampling["guidance_scale"]),
+        "lora_scale": float(sampling["lora_scale"]),
+        "annealed_steps": int(sampling["annealed_steps"]),
+        "location": job["prompt"]["location"],
+        "prompt": job["prompt"]["text"],
+        # IDProperties hold no lists of strings: the entities travel as JSON text.
+        "entities": json.dumps(
+            [{"name": e["name"], "prompt": e["prompt"], "forward_axis": e.get("forward_axis")} for e in job["entities"]]
+        ),
+    }
+
+
+def selected_take(context: bpy.types.Context) -> tuple[Any, dict[str, Any]] | tuple[None, None]:
+    """The active strip of the sequencer the user looks at, if it is a take."""
+    scene = compat.sequencer_scene(context, context.scene) if context.scene else None
+    editor = scene.sequence_editor if scene else None
+    strip = editor.active_strip if editor else None
+    info = take_info(strip)
+    return (strip, info) if info is not None else (None, None)
