@@ -1,0 +1,487 @@
+"""`python -m backend bench`: the model's speed and memory with random weights (no download).
+
+On a GPU it builds the real architecture (CogVideoX-5B's 42 blocks, 48 heads of 64, the
+injector on the 21 even blocks, a rank-32 LoRA on attn1, T5-XXL, the VAE) and times, at the
+default job's size (480 x 720 x 49, classifier-free guidance batch of 2):
+  - a denoising step without the injector (LoRA off) and with it (LoRA on),
+  - one injector in the production form against the literal form of the model reference,
+  - T5 encoding of one prompt and the VAE decode,
+and projects a default job (50 steps, 21 of them with the injector). FLOPs are counted from the
+architecture; "ratio" is the measured time over the time those FLOPs take at the GPU's dense
+bf16 peak (1.0 would be perfect). --modes also measures peak VRAM with the models streamed as
+the balanced and low memory modes stream them. On a CPU the same runs at a tiny size.
+Random weights time the same kernels as the real ones; only the video is meaningless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import time
+from typing import Any
+
+import torch
+
+from ..progress import Report
+from .commands import resolve_device, resolve_dtype
+from .injector import ENTITY_TOKENS, MAX_ENTITIES, POSE_DIM
+from .transformer import TRAJECTORY_KEY, TrajectoryCondition, TrajMasterTransformer3DModel, release_config
+from .weights import ADAPTER
+
+GIB = 1024**3
+DEFAULT_STEPS, DEFAULT_ANNEALED = 50, 20
+PROMPTS_PER_JOB = 5  # global, "", and up to three entity prompts (each encoded once, then cached)
+# Dense bf16 tensor-core peaks from the vendors' data sheets, for the FLOP ratio.
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "RTX 4090": 165e12}
+
+TINY = {
+    "transformer": dict(
+        num_attention_heads=4,
+        attention_head_dim=32,
+        in_channels=4,
+        out_channels=4,
+        time_embed_dim=32,
+        text_embed_dim=64,
+        num_layers=4,
+        sample_height=8,
+        sample_width=12,
+        max_text_seq_length=64,
+        use_rotary_positional_embeddings=True,
+    ),
+    "t5": dict(vocab_size=256, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4),
+    "vae": dict(block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1, norm_num_groups=4),
+}
+REAL = {
+    "transformer": release_config(),
+    "t5": dict(
+        vocab_size=32128,
+        d_model=4096,
+        d_kv=64,
+        d_ff=10240,
+        num_layers=24,
+        num_heads=64,
+        feed_forward_proj="gated-gelu",
+        relative_attention_num_buckets=32,
+    ),
+    "vae": dict(scaling_factor=0.7),
+}
+LORA_RANK = 32
+
+
+def bench(args: argparse.Namespace, report: Report) -> dict[str, Any]:
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    size = args.size if args.size != "auto" else ("real" if device.type == "cuda" else "tiny")
+    sizes = REAL if size == "real" else TINY
+    steps = max(1, args.steps)
+    config = sizes["transformer"]
+    frames = 13
+    latent_hw = (config["sample_height"], config["sample_width"])
+    result: dict[str, Any] = {
+        "device": _device_info(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "size": size,
+        "video": {"frames": (frames - 1) * 4 + 1, "height": latent_hw[0] * 8, "width": latent_hw[1] * 8},
+        "timed_steps": steps,
+        "versions": _versions(),
+    }
+    torch.manual_seed(0)
+
+    report.stage("bench", f"T5 encoder ({size})")
+    result["t5"] = _t5(sizes["t5"], config["max_text_seq_length"], device, dtype)
+
+    report.stage("bench", f"Transformer with injector and LoRA ({size})")
+    model = _transformer(config, device, dtype)
+    inputs = _inputs(config, frames, device, dtype)
+    result["parameters"] = {
+        "transformer": sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n),
+        "injector": sum(p.numel() for n, p in model.named_parameters() if _is_injector(n)),
+        "lora": sum(p.numel() for n, p in model.named_parameters() if "lora_" in n),
+    }
+    result["steps"] = _time_steps(model, inputs, steps, device)
+    report.stage("bench", "Injector: production form against the literal form")
+    result["injector_forms"] = _injector_forms(model, inputs, max(steps, 3), device)
+    result["flops"] = _flops(config, frames, result["steps"], device)
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else []
+    if "low" in modes and device.type == "cuda":
+        report.stage("bench", "Transformer streamed block by block (memory mode low)")
+        result["low_steps"] = _time_low(model, inputs, device)
+    del model, inputs
+    _free()
+
+    if not args.no_decode:
+        report.stage("bench", "VAE decode")
+        result["decode"] = _decode(sizes["vae"], frames, latent_hw, device, dtype, low="low" in modes)
+
+    if args.compile:
+        report.stage("bench", "torch.compile of the transformer blocks")
+        model = _transformer(config, device, dtype)
+        inputs = _inputs(config, frames, device, dtype)
+        t0 = time.perf_counter()
+        model.compile_repeated_blocks()
+        result["compiled_steps"] = _time_steps(model, inputs, steps, device)
+        result["compiled_steps"]["first_calls_s"] = round(time.perf_counter() - t0, 1)
+        del model, inputs
+        _free()
+
+    result["projection"] = _project(result)
+    if modes:
+        result["memory_modes"] = _modes(result, modes)
+    return result
+
+
+# ---------------------------------------------------------------- building
+
+
+def _is_injector(name: str) -> bool:
+    return any(s in name for s in ("attn_injector", "pose_fuse_layer", "attn_null_feature"))
+
+
+def _random_(model: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 1 and "norm" in name and name.endswith("weight"):
+                p.fill_(1.0)
+            else:
+                p.normal_(0.0, 0.02)
+
+
+def _empty(factory: Any, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """Build on the meta device, then allocate on `device` and fill with random numbers (fast
+    at real size: no CPU initialisation)."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        model = factory()
+    model = model.to(dtype).to_empty(device=device)
+    _random_(model)
+    return model.eval()
+
+
+def _transformer(config: dict[str, Any], device: torch.device, dtype: torch.dtype) -> TrajMasterTransformer3DModel:
+    from peft import LoraConfig
+
+    model = _empty(lambda: TrajMasterTransformer3DModel(**config), device, dtype)
+    targets = ["attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0"]
+    model.add_adapter(LoraConfig(r=LORA_RANK, lora_alpha=LORA_RANK, target_modules=targets), adapter_name=ADAPTER)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0.0, 0.02)
+    return model.to(device=device, dtype=dtype)
+
+
+def _inputs(config: dict[str, Any], frames: int, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    from diffusers.models.embeddings import get_3d_rotary_pos_embed
+    from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
+
+    text, width = config["max_text_seq_length"], config["text_embed_dim"]
+    h, w, p = config["sample_height"], config["sample_width"], config["patch_size"] if "patch_size" in config else 2
+    grid = (h // p, w // p)
+    crops = get_resize_crop_region_for_grid(grid, grid[1], grid[0])
+    rotary = get_3d_rotary_pos_embed(config["attention_head_dim"], crops, grid, frames, device=device)
+    mask = torch.zeros(1, MAX_ENTITIES, text, device=device)
+    mask[:, :, :30] = 1  # entity prompts of about 30 tokens
+    return {
+        "hidden_states": torch.randn(2, frames, config["in_channels"], h, w, device=device, dtype=dtype),
+        "encoder_hidden_states": torch.randn(2, text, width, device=device, dtype=dtype),
+        "timestep": torch.tensor([500, 500], device=device),
+        "image_rotary_emb": rotary,
+        "condition": TrajectoryCondition(
+            poses=torch.randn(1, MAX_ENTITIES, frames, POSE_DIM, device=device),
+            entity_embeds=torch.randn(1, MAX_ENTITIES, text, width, device=device, dtype=dtype),
+            entity_mask=mask,
+            empty_embeds=torch.randn(1, text, width, device=device, dtype=dtype),
+        ),
+    }
+
+
+# ---------------------------------------------------------------- timing
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _step(model: TrajMasterTransformer3DModel, inputs: dict[str, Any], injector: bool) -> torch.Tensor:
+    if injector:
+        model.enable_lora()
+        kwargs = {TRAJECTORY_KEY: inputs["condition"]}
+    else:
+        model.disable_lora()
+        kwargs = None
+    return model(
+        hidden_states=inputs["hidden_states"],
+        encoder_hidden_states=inputs["encoder_hidden_states"],
+        timestep=inputs["timestep"],
+        image_rotary_emb=inputs["image_rotary_emb"],
+        attention_kwargs=kwargs,
+        return_dict=False,
+    )[0]
+
+
+@torch.no_grad()
+def _timed(fn: Any, repeats: int, device: torch.device) -> float:
+    fn()  # warm-up: kernel selection, allocator, compilation
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - t0) / repeats
+
+
+def _time_steps(model: TrajMasterTransformer3DModel, inputs: dict[str, Any], steps: int, device: torch.device) -> dict:
+    out = {}
+    for kind, injector in (("plain", False), ("injector", True)):
+        _reset_peak(device)
+        out[f"{kind}_s"] = round(_timed(lambda injector=injector: _step(model, inputs, injector), steps, device), 4)
+        out[f"{kind}_peak_bytes"] = _peak(device)
+    return out
+
+
+@torch.no_grad()
+def _injector_forms(model: TrajMasterTransformer3DModel, inputs: dict[str, Any], repeats: int, device: torch.device):
+    from .reference_injector import literal_injector_residual
+
+    block = model.transformer_blocks[0]
+    injector = model.injector_inputs(inputs["condition"])
+    frames = inputs["hidden_states"].shape[1]
+    tokens = frames * (inputs["hidden_states"].shape[3] // 2) * (inputs["hidden_states"].shape[4] // 2)
+    width = block.attn1.query_dim
+    hidden = torch.randn(2, tokens, width, device=device, dtype=block.pose_fuse_layer.weight.dtype)
+    temb = torch.randn(2, model.config.time_embed_dim, device=device, dtype=hidden.dtype)
+    rotary = inputs["image_rotary_emb"]
+    efficient = block.injector_residual(hidden, temb, injector, rotary)
+    literal = literal_injector_residual(block, hidden, temb, injector, rotary)
+    scale = literal.float().abs().max().item() or 1.0
+    t_eff = _timed(lambda: block.injector_residual(hidden, temb, injector, rotary), repeats, device)
+    t_lit = _timed(lambda: literal_injector_residual(block, hidden, temb, injector, rotary), repeats, device)
+    return {
+        "tokens": {"visual": tokens, "entity": frames * MAX_ENTITIES * ENTITY_TOKENS, "text": injector.text.shape[1]},
+        "efficient_ms": round(t_eff * 1e3, 3),
+        "literal_ms": round(t_lit * 1e3, 3),
+        "speedup": round(t_lit / t_eff, 3),
+        "max_relative_difference": float((efficient.float() - literal.float()).abs().max().item() / scale),
+    }
+
+
+@torch.no_grad()
+def _time_low(model: TrajMasterTransformer3DModel, inputs: dict[str, Any], device: torch.device) -> dict:
+    model.to("cpu")
+    _free()
+    model.enable_group_offload(
+        onload_device=device,
+        offload_device=torch.device("cpu"),
+        offload_type="block_level",
+        num_blocks_per_group=1,
+        use_stream=True,
+    )
+    out = {}
+    for kind, injector in (("plain", False), ("injector", True)):
+        _reset_peak(device)
+        out[f"{kind}_s"] = round(_timed(lambda injector=injector: _step(model, inputs, injector), 1, device), 3)
+        out[f"{kind}_peak_bytes"] = _peak(device)
+    return out
+
+
+@torch.no_grad()
+def _t5(config: dict[str, Any], length: int, device: torch.device, dtype: torch.dtype) -> dict:
+    from transformers import T5Config, T5EncoderModel
+
+    _reset_peak(device)
+    encoder = _empty(lambda: T5EncoderModel(T5Config(**config)), device, dtype)
+    ids = torch.randint(0, config["vocab_size"], (1, length), device=device)
+    seconds = _timed(lambda: encoder(ids)[0], 3, device)
+    out = {
+        "parameters": sum(p.numel() for p in encoder.parameters()),
+        "encode_one_prompt_s": round(seconds, 4),
+        "peak_bytes": _peak(device),
+    }
+    encoder.to("meta")  # free its memory now
+    _free()
+    return out
+
+
+@torch.no_grad()
+def _decode(config: dict[str, Any], frames: int, latent_hw: tuple[int, int], device: torch.device, dtype, low: bool):
+    from diffusers import AutoencoderKLCogVideoX
+
+    vae = _empty(lambda: AutoencoderKLCogVideoX(**config), device, dtype)
+    vae.enable_tiling()
+    vae.enable_slicing()
+    latents = torch.randn(1, vae.config.latent_channels, frames, *latent_hw, device=device, dtype=dtype)
+    _reset_peak(device)
+    t0 = time.perf_counter()
+    vae.decode(latents / vae.config.scaling_factor)
+    _sync(device)
+    out = {"seconds": round(time.perf_counter() - t0, 3), "peak_bytes": _peak(device)}
+    if low and device.type == "cuda":
+        from diffusers.hooks import apply_group_offloading
+
+        vae.to("cpu")
+        _free()
+        apply_group_offloading(vae, onload_device=device, offload_type="leaf_level", use_stream=True)
+        _reset_peak(device)
+        t0 = time.perf_counter()
+        vae.decode(latents / vae.config.scaling_factor)
+        _sync(device)
+        out["low"] = {"seconds": round(time.perf_counter() - t0, 3), "peak_bytes": _peak(device)}
+    del vae
+    _free()
+    return out
+
+
+# ---------------------------------------------------------------- accounting
+
+
+def _flops(config: dict[str, Any], frames: int, steps: dict[str, float], device: torch.device) -> dict:
+    """FLOPs of one transformer forward for one video (matmuls only; 2 per multiply-add)."""
+    width = config["num_attention_heads"] * config["attention_head_dim"]
+    visual = frames * (config["sample_height"] // 2) * (config["sample_width"] // 2)
+    text = config["max_text_seq_length"]
+    tokens = visual + text
+    entity = frames * MAX_ENTITIES * ENTITY_TOKENS
+    keys = tokens + entity
+    layers = config["num_layers"]
+    block_linear = 2 * tokens * width * width * (4 + 8)  # q, k, v, out + the 4x feed-forward
+    block_attention = 2 * 2 * tokens * tokens * width
+    plain = layers * (block_linear + block_attention)
+    injectors = math.ceil(layers / 2)
+    # Production form: queries of the visual tokens only; keys and values of every token.
+    efficient = 2 * width * width * (2 * visual + 2 * keys) + 2 * 2 * visual * keys * width
+    literal = 2 * width * width * 4 * keys + 2 * 2 * keys * keys * width
+    out = {
+        "forward_plain": plain,
+        "forward_injector_extra": injectors * efficient,
+        "forward_injector_extra_literal": injectors * literal,
+        "default_job": 2 * (DEFAULT_STEPS * plain + (DEFAULT_ANNEALED + 1) * injectors * efficient),
+    }
+    peak = _peak_flops(device)
+    if peak:
+        out["peak_flops_per_s"] = peak
+        out["ratio_plain"] = round(steps["plain_s"] / (2 * plain / peak), 3)
+        out["ratio_injector"] = round(steps["injector_s"] / (2 * (plain + injectors * efficient) / peak), 3)
+    return out
+
+
+def _project(result: dict[str, Any]) -> dict:
+    steps = result["steps"]
+    sampling = (DEFAULT_ANNEALED + 1) * steps["injector_s"] + (DEFAULT_STEPS - DEFAULT_ANNEALED - 1) * steps["plain_s"]
+    encode = PROMPTS_PER_JOB * result["t5"]["encode_one_prompt_s"]
+    decode = result.get("decode", {}).get("seconds", 0.0)
+    out = {
+        "sampling_s": round(sampling, 2),
+        "encode_first_job_s": round(encode, 3),
+        "decode_s": decode,
+        "warm_job_s": round(sampling + decode, 1),
+        "first_job_s": round(sampling + decode + encode, 1),
+        "note": "warm: the worker already holds the models and the prompts' encodings",
+    }
+    if "compiled_steps" in result:
+        c = result["compiled_steps"]
+        compiled = (DEFAULT_ANNEALED + 1) * c["injector_s"] + (DEFAULT_STEPS - DEFAULT_ANNEALED - 1) * c["plain_s"]
+        out["warm_job_compiled_s"] = round(compiled + decode, 1)
+    return out
+
+
+def _modes(result: dict[str, Any], modes: list[str]) -> dict:
+    """Peak VRAM per memory mode, composed from the parts measured one at a time."""
+    t5 = result["t5"]["peak_bytes"] or 0
+    steps = max(result["steps"]["plain_peak_bytes"] or 0, result["steps"]["injector_peak_bytes"] or 0)
+    decode = result.get("decode", {}).get("peak_bytes") or 0
+    out: dict[str, Any] = {}
+    t5_weights = 2 * result["t5"]["parameters"]
+    if "full" in modes:
+        out["full_peak_bytes"] = t5_weights + steps + decode
+    if "balanced" in modes:
+        out["balanced_peak_bytes"] = max(t5, steps, decode)
+    if "low" in modes and "low_steps" in result:
+        low = result["low_steps"]
+        out["low_peak_bytes"] = max(low["plain_peak_bytes"] or 0, low["injector_peak_bytes"] or 0)
+        if "low" in result.get("decode", {}):
+            out["low_peak_bytes"] = max(out["low_peak_bytes"], result["decode"]["low"]["peak_bytes"] or 0)
+    return out
+
+
+def _peak(device: torch.device) -> int | None:
+    return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _free() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+
+def _device_info(device: torch.device) -> dict[str, Any]:
+    import platform
+
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return {"type": "cuda", "name": props.name, "vram_bytes": props.total_memory}
+    return {"type": "cpu", "name": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+
+
+def _versions() -> dict[str, str]:
+    from .engine import _versions as versions
+
+    return versions()
+
+
+# ---------------------------------------------------------------- text
+
+
+def format_bench(result: dict[str, Any]) -> str:
+    def gib(value: int | None) -> str:
+        return f"{value / GIB:.1f} GiB" if value else "n/a"
+
+    d, s, f, p = result["device"], result["steps"], result["flops"], result["projection"]
+    forms = result["injector_forms"]
+    lines = [
+        f"device      {d['name']} ({result['dtype']}), {result['size']} size, "
+        f"{result['video']['frames']} frames {result['video']['height']}x{result['video']['width']}",
+        f"step        plain {s['plain_s']:.3f} s, with injector {s['injector_s']:.3f} s (CFG batch 2, "
+        f"mean of {result['timed_steps']})",
+        f"injector    production {forms['efficient_ms']:.2f} ms, literal {forms['literal_ms']:.2f} ms "
+        f"(x{forms['speedup']:.2f}), max relative difference {forms['max_relative_difference']:.1e}",
+        f"flops       forward {f['forward_plain']:.3g} + injector {f['forward_injector_extra']:.3g} "
+        f"(literal {f['forward_injector_extra_literal']:.3g}); default job {f['default_job']:.3g}",
+    ]
+    if "ratio_plain" in f:
+        lines.append(
+            f"vs peak     plain step x{f['ratio_plain']}, injector step x{f['ratio_injector']} of the FLOP limit"
+        )
+    lines.append(f"t5          one prompt {result['t5']['encode_one_prompt_s']:.3f} s")
+    if "decode" in result:
+        lines.append(f"decode      {result['decode']['seconds']:.2f} s, peak {gib(result['decode']['peak_bytes'])}")
+    lines.append(
+        f"default job sampling {p['sampling_s']} s; warm end to end {p['warm_job_s']} s; first job {p['first_job_s']} s"
+    )
+    if "compiled_steps" in result:
+        c = result["compiled_steps"]
+        lines.append(
+            f"compiled    plain {c['plain_s']:.3f} s, injector {c['injector_s']:.3f} s; warm job "
+            f"{p.get('warm_job_compiled_s')} s (first calls {c['first_calls_s']} s)"
+        )
+    for mode, value in result.get("memory_modes", {}).items():
+        lines.append(f"memory      {mode.removesuffix('_peak_bytes')}: peak {gib(value)}")
+    if "low_steps" in result:
+        low = result["low_steps"]
+        lines.append(f"low mode    plain {low['plain_s']:.2f} s, injector {low['injector_s']:.2f} s per step")
+    return "\n".join(lines)

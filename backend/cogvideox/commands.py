@@ -1,0 +1,195 @@
+"""The cogvideox engine's side of the CLI: flags, and the entry points the CLI and worker call.
+
+Importing this module imports neither torch nor diffusers, so `python -m backend --help` and
+the preview engine work in a Python without them; every entry point imports what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..progress import Report
+
+MEMORY_MODES = ("auto", "full", "balanced", "low")
+QUANTIZE = ("none", "fp8", "int8")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+
+
+def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model weights (found automatically in the weights folder)")
+    group.add_argument(
+        "--weights",
+        metavar="DIR",
+        help="folder holding the downloaded KwaiVGI/3DTrajMaster and THUDM/CogVideoX-5b snapshots "
+        "(default: $TRAJMASTER_WEIGHTS, else weights/ in the extension folder)",
+    )
+    group.add_argument("--base", metavar="DIR", help="the diffusers CogVideoX-5B folder (model_index.json, ...)")
+    group.add_argument("--injector", metavar="DIR", help="the 3DTrajMaster injector transformer folder")
+    group.add_argument(
+        "--lora", metavar="PATH", help="the 3DTrajMaster LoRA (pytorch_lora_weights.safetensors or its folder)"
+    )
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("device")
+    group.add_argument(
+        "--device", default="auto", metavar="DEV", help="auto (default: the GPU if there is one), cuda, cuda:N or cpu"
+    )
+    group.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPES,
+        help="weights and compute type (default: bfloat16 on a GPU, float32 on the CPU)",
+    )
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    add_weights_arguments(parser)
+    add_device_arguments(parser)
+    group = parser.add_argument_group("memory and speed (cogvideox engine)")
+    group.add_argument(
+        "--memory",
+        default="auto",
+        choices=MEMORY_MODES,
+        help="full: all on the GPU (~34 GB); balanced: each model on the GPU only while it runs (<24 GB); "
+        "low: streamed in small groups (<12 GB); auto (default): chosen from free VRAM, retried once lower "
+        "after running out",
+    )
+    group.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks (slow first job)")
+    group.add_argument(
+        "--quantize",
+        default="none",
+        choices=QUANTIZE,
+        help="weight-only quantisation of the transformer (needs torchao)",
+    )
+
+
+def make_engine(args: argparse.Namespace, report: Report) -> Any:
+    """The loaded CogVideoXEngine. Emits a 'loading' stage and heartbeats while loading."""
+    from ..events import Heartbeat
+    from . import engine, weights
+
+    paths = weights.resolve(args.base, args.injector, args.lora, args.weights)
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    report.stage("loading", f"Loading CogVideoX-5B + 3DTrajMaster on {device} ({str(dtype).removeprefix('torch.')})")
+    with Heartbeat(report.stream, "loading"):
+        return engine.load(
+            paths,
+            device,
+            dtype,
+            memory_mode=args.memory,
+            compile_blocks=args.compile,
+            quantize=args.quantize,
+        )
+
+
+def resolve_device(text: str) -> Any:
+    import torch
+
+    from ..errors import UserError
+
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UserError("unsupported", f"Unknown device {text!r}; use auto, cuda, cuda:N or cpu.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            "unsupported",
+            "No CUDA GPU is visible to this Python (or its torch is a CPU build).",
+            "Install the CUDA build of torch, or use --device cpu (very slow) or the preview engine.",
+        )
+    if device.type not in ("cuda", "cpu"):
+        raise UserError("unsupported", f"The device {text!r} is not supported; use cuda or cpu.")
+    return device
+
+
+def resolve_dtype(text: str, device: Any) -> Any:
+    import torch
+
+    if text == "auto":
+        if device.type == "cpu":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return getattr(torch, text)
+
+
+# ---------------------------------------------------------------- download
+
+
+def add_download_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dest", metavar="DIR", help="where to put the snapshots (default: the weights folder, see generate --help)"
+    )
+    parser.add_argument(
+        "--only",
+        choices=("all", "trajmaster", "base"),
+        default="all",
+        help="download only KwaiVGI/3DTrajMaster or only THUDM/CogVideoX-5b",
+    )
+    parser.add_argument("--offline", action="store_true", help="do not use the network: check what is already there")
+    parser.add_argument("--token", metavar="TOKEN", help="Hugging Face token (default: $HF_TOKEN or the saved login)")
+
+
+def download(args: argparse.Namespace, report: Report) -> dict[str, Any]:
+    from . import download as fetch
+
+    return fetch.download(args, report)
+
+
+# ---------------------------------------------------------------- doctor
+
+
+def add_doctor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    add_weights_arguments(parser)
+
+
+def doctor(args: argparse.Namespace) -> dict[str, Any]:
+    from . import doctor as check
+
+    return check.doctor(args)
+
+
+def format_doctor(report: dict[str, Any]) -> str:
+    from . import doctor as check
+
+    return check.format_doctor(report)
+
+
+# ---------------------------------------------------------------- bench
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    parser.add_argument(
+        "--size",
+        choices=("auto", "real", "tiny"),
+        default="auto",
+        help="real: CogVideoX-5B's architecture (42 blocks, 480x720x49); tiny: a few-layer model for a CPU; "
+        "auto (default): real on a GPU, tiny otherwise",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=3, metavar="N", help="timed denoising steps of each kind (default 3)"
+    )
+    parser.add_argument(
+        "--modes", default="", metavar="LIST", help="also measure peak VRAM of these memory modes, e.g. balanced,low"
+    )
+    parser.add_argument("--no-decode", action="store_true", help="skip the VAE decode timing")
+    parser.add_argument("--compile", action="store_true", help="also time the steps with torch.compile'd blocks")
+    add_device_arguments(parser)
+
+
+def bench(args: argparse.Namespace, report: Report) -> dict[str, Any]:
+    from . import bench as measure
+
+    return measure.bench(args, report)
+
+
+def format_bench(result: dict[str, Any]) -> str:
+    from . import bench as measure
+
+    return measure.format_bench(result)
