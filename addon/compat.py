@@ -17,8 +17,8 @@ import bpy
 
 VERSION: tuple[int, int, int] = tuple(bpy.app.version)  # type: ignore[assignment]
 
-# Since 4.3 the last retiming key of a movie strip sits after its last content frame (content
-# index `len`); before, on it (`len - 1`). Measured by rendering in tests/blender/test_takes.py.
+# Since 4.3 a movie strip's end retiming key marks the end of its last frame (content index
+# `len`); in 4.2 it sits on the last frame (`len - 1`). Measured by rendering: tests/blender/test_takes.py.
 RETIMING_KEY_AFTER_LAST_FRAME = VERSION >= (4, 3, 0)
 
 

@@ -73,30 +73,38 @@ def free_channel(editor: bpy.types.SequenceEditor, start: int, end: int, above: 
 
 
 def retime(scene: bpy.types.Scene, editor: bpy.types.SequenceEditor, strip: Any, start: int, end: int) -> None:
-    """Stretch the 49-frame clip so frame 0 shows at `start` and frame 48 at `end`.
+    """Stretch the 49-frame clip over the shot: clip frame 0 at `start`, frame 48 at `end`.
 
-    Blender's retiming keys hold whole timeline frames; putting the key of the clip's last frame
-    on `end` gives the exact linear map (the time plan's) at every frame of the shot. Keys can
-    only be added to a strip that has retiming data, which the speed operator creates.
+    Blender's own retiming does it (the strip keeps its clip; scrubbing maps clip time to scene
+    time). Only the speed operator is used: reading or moving retiming keys through the Python
+    API is unreliable in 4.2-5.0 when the sequencer holds strips without retiming data (effect
+    strips), where it picks the wrong strip's keys and can crash.
     """
+    frames = timeplan.VIDEO_FRAMES
+    span = end - start
+    if compat.RETIMING_KEY_AFTER_LAST_FRAME:
+        # The end key marks the end of the last frame (content index 49); rounding down keeps
+        # every scene frame within one frame of the time plan (tests/blender/test_takes.py).
+        length = frames * span // (frames - 1)
+    else:
+        length = span  # the end key sits on the last frame (content index 48): exact
+    # The operator rounds (4.3+) or truncates (4.2) the segment's new length: aim a quarter
+    # frame past it so both land on `length`.
+    speed = 100.0 * frames / (length + 0.25)
     for other in compat.strips(editor):
         other.select = False
     strip.select = True
     editor.active_strip = strip
     with bpy.context.temp_override(**compat.sequencer_override(scene)):
-        result = bpy.ops.sequencer.retiming_segment_speed_set(speed=100.0)
-    if result != {"FINISHED"} or len(strip.retiming_keys) < 2:
+        result = bpy.ops.sequencer.retiming_segment_speed_set(speed=speed)
+    if result != {"FINISHED"}:
         raise TakeError("Blender could not retime the take; please report this with your Blender version.")
-    keys = strip.retiming_keys
-    if not compat.RETIMING_KEY_AFTER_LAST_FRAME:
-        keys[-1].timeline_frame = end  # the key of the last frame
-    else:
-        last_frame = timeplan.VIDEO_FRAMES - 1
-        keys.add(timeline_frame=start + last_frame)  # the key of the last frame, before the end key
-        # Make room first: a key cannot be moved past its neighbour.
-        keys[-1].timeline_frame = max(keys[-1].timeline_frame, end + 1)
-        keys[1].timeline_frame = end
     strip.frame_final_end = end + 1
+    if (strip.frame_final_start, strip.frame_final_end) != (start, end + 1):
+        raise TakeError(
+            f"Blender placed the take at frames {strip.frame_final_start}-{strip.frame_final_end - 1} instead of "
+            f"{start}-{end}; please report this with your Blender version."
+        )
 
 
 def add_take(

@@ -125,3 +125,36 @@ def matrices_at(scene, objects, times) -> np.ndarray:
         for k, obj in enumerate(objects):
             out[k, t] = np.array(obj.matrix_world)
     return out
+
+
+def index_video(path, frames: int = 49, fps: int = 8):
+    """A tiny clip whose frame j shows j in binary: six bars, white for a 1 bit (decoded by shown_frame)."""
+    import imageio_ffmpeg
+
+    writer = imageio_ffmpeg.write_frames(
+        str(path), (64, 48), fps=fps, codec="libx264", pix_fmt_out="yuv420p", output_params=["-crf", "0"]
+    )
+    writer.send(None)
+    for j in range(frames):
+        image = np.zeros((48, 64, 3), np.uint8)
+        for bit in range(6):
+            if j >> bit & 1:
+                image[:, bit * 10 + 2 : bit * 10 + 10] = 255
+        writer.send(image.tobytes())
+    writer.close()
+    return path
+
+
+def shown_frame(scene, frame: int, png) -> int:
+    """Render the sequencer of `scene` at `frame` and read back the clip frame it shows."""
+    from PIL import Image
+
+    render = scene.render
+    render.resolution_x, render.resolution_y, render.resolution_percentage = 64, 48, 100
+    render.image_settings.file_format = "PNG"
+    render.use_sequencer = True
+    render.filepath = str(png)
+    scene.frame_set(frame)
+    bpy.ops.render.render(write_still=True, scene=scene.name)
+    image = Image.open(png).convert("L")
+    return sum(1 << bit for bit in range(6) if image.getpixel((bit * 10 + 6, 24)) > 128)
