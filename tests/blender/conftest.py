@@ -93,6 +93,7 @@ def runner(addon):
     module.status.info = ""
     module.status.pending.clear()
     module.status.message = ""
+    bpy.context.preferences.addons[MODULE].preferences.output_folder = ""
 
 
 @pytest.fixture
