@@ -3,7 +3,7 @@
 - 5.0 renamed the sequencer's `sequences` to `strips` (and `Sequence` to `Strip`).
 - 5.0 shows, in the Video Sequence Editor, the workspace's *sequencer scene* rather than the
   window's scene.
-- 4.3 moved a movie strip's last retiming key from its last frame to the end of that frame.
+- 5.0 moved a movie strip's end retiming key from its last frame to the end of that frame.
 - 4.4 introduced layered actions; 5.0 removed `Action.fcurves`.
 - `UILayout.progress` (4.0+) is used when present, a label otherwise.
 """
@@ -17,9 +17,10 @@ import bpy
 
 VERSION: tuple[int, int, int] = tuple(bpy.app.version)  # type: ignore[assignment]
 
-# Since 4.3 a movie strip's end retiming key marks the end of its last frame (content index
-# `len`); in 4.2 it sits on the last frame (`len - 1`). Measured by rendering: tests/blender/test_takes.py.
-RETIMING_KEY_AFTER_LAST_FRAME = VERSION >= (4, 3, 0)
+# Since 5.0 a movie strip's end retiming key marks the end of its last frame (content index
+# `len`); up to 4.5 it sits on the last frame (`len - 1`). Measured by rendering on 4.2, 4.3
+# and 5.0 (tests/blender/test_takes.py); 4.4 and 4.5 read the same as 4.3 in Blender's source.
+RETIMING_KEY_AFTER_LAST_FRAME = VERSION >= (5, 0, 0)
 
 
 def strips(editor: bpy.types.SequenceEditor) -> Any:

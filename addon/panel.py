@@ -59,11 +59,15 @@ class TRAJMASTER_PT_main(_View3DPanel, bpy.types.Panel):
 class TRAJMASTER_UL_entities(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
         row = layout.row(align=True)
-        row.prop(item, "color", text="", emboss=True)
+        swatch = row.row(align=True)
+        swatch.ui_units_x = 1.2
+        swatch.prop(item, "color", text="", emboss=True)
         name = item.object.name if item.object else "(no empty)"
         words = jobfile.word_count(item.prompt)
         row.label(text=name, icon="EMPTY_AXIS" if item.object else "ERROR")
-        row.label(text=f"{words} words" if words else "no prompt")
+        count = row.row()
+        count.alignment = "RIGHT"
+        count.label(text=f"{words} words" if words else "no prompt")
 
 
 class TRAJMASTER_PT_entities(_View3DPanel, bpy.types.Panel):
@@ -94,13 +98,13 @@ class TRAJMASTER_PT_entities(_View3DPanel, bpy.types.Panel):
             hint = job_export.word_hint(item.prompt)
             words = jobfile.word_count(item.prompt)
             box.label(text=hint or f"{words} words", icon="INFO" if hint else "CHECKMARK" if words else "BLANK1")
-            box.prop(item, "forward_axis", expand=True)
+            box.row().prop(item, "forward_axis", expand=True)
             box.prop(item, "color")
         findings = runner.findings_for(scene)
         if findings:
             col = layout.column(align=True)
             for finding in findings:
-                _wrapped(col, finding.get("message", ""), icon="ERROR")
+                _wrapped(col, context, finding.get("message", ""), icon="ERROR")
         layout.operator("trajmaster.check_shot", icon="VIEWZOOM")
 
 
@@ -153,10 +157,10 @@ class TRAJMASTER_PT_generate(_View3DPanel, bpy.types.Panel):
         if status.pending:
             layout.operator("trajmaster.add_pending_take", icon="SEQ_SEQUENCER")
         if status.info:
-            _wrapped(layout.column(align=True), status.info, icon="INFO")
+            _wrapped(layout.column(align=True), context, status.info, icon="INFO")
         if status.last_error:
             box = layout.box()
-            _wrapped(box.column(align=True), status.last_error, icon="ERROR")
+            _wrapped(box.column(align=True), context, status.last_error, icon="ERROR")
             row = box.row(align=True)
             row.operator("trajmaster.copy_error", icon="COPYDOWN")
             row.operator("trajmaster.clear_error", icon="X")
@@ -182,20 +186,24 @@ class TRAJMASTER_PT_take(bpy.types.Panel):
         col.label(text=f"Shot {info['shot']}, take {info['take']}")
         col.label(text=f"Frames {info['frame_start']}-{info['frame_end']}, {info['engine']}, seed {info['seed']}")
         for ent in operators.entities_text(info):
-            _wrapped(col, f"{ent.get('name')}: {ent.get('prompt')}", icon="EMPTY_AXIS")
-        _wrapped(col, f"Location: {info['location']}", icon="WORLD")
+            _wrapped(col, context, f"{ent.get('name')}: {ent.get('prompt')}", icon="EMPTY_AXIS")
+        _wrapped(col, context, f"Location: {info['location']}", icon="WORLD")
         row = layout.row(align=True)
         row.operator("trajmaster.regenerate", icon="FILE_REFRESH").new_seed = True
         row.operator("trajmaster.regenerate", text="Same Seed").new_seed = False
         layout.operator("trajmaster.open_job", icon="TEXT")
         if runner.status.last_error:
-            _wrapped(layout.column(align=True), runner.status.last_error, icon="ERROR")
+            _wrapped(layout.column(align=True), context, runner.status.last_error, icon="ERROR")
 
 
-def _wrapped(layout: bpy.types.UILayout, text: str, icon: str = "NONE", width: int = 42) -> None:
-    """Long messages as several labels (a label does not wrap)."""
-    words, line, first = text.split(), "", True
-    for word in words:
+def _wrapped(layout: bpy.types.UILayout, context: bpy.types.Context, text: str, icon: str = "NONE") -> None:
+    """Long messages as several labels, wrapped to the region's width (a label does not wrap)."""
+    region = context.region
+    scale = context.preferences.view.ui_scale * context.preferences.system.pixel_size
+    # About 7.5 pixels per character at scale 1, less the icon and the margins.
+    width = max(20, int((region.width if region else 300) / (7.5 * scale)) - 6)
+    line, first = "", True
+    for word in text.split():
         if line and len(line) + 1 + len(word) > width:
             layout.label(text=line, icon=icon if first else "BLANK1")
             line, first = word, False

@@ -83,12 +83,12 @@ def retime(scene: bpy.types.Scene, editor: bpy.types.SequenceEditor, strip: Any,
     frames = timeplan.VIDEO_FRAMES
     span = end - start
     if compat.RETIMING_KEY_AFTER_LAST_FRAME:
-        # The end key marks the end of the last frame (content index 49); rounding down keeps
+        # 5.0+: the end key marks the end of the last frame (content index 49); rounding down keeps
         # every scene frame within one frame of the time plan (tests/blender/test_takes.py).
         length = frames * span // (frames - 1)
     else:
         length = span  # the end key sits on the last frame (content index 48): exact
-    # The operator rounds (4.3+) or truncates (4.2) the segment's new length: aim a quarter
+    # The operator rounds (5.0) or truncates (4.2, 4.3) the segment's new length: aim a quarter
     # frame past it so both land on `length`.
     speed = 100.0 * frames / (length + 0.25)
     for other in compat.strips(editor):

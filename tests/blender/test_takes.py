@@ -70,10 +70,10 @@ def test_take_spans_the_shot_and_shows_each_clip_frame_at_its_time(blend, tmp_pa
     assert shown[0] == 0 and shown[-1] == 48
     assert shown == sorted(shown), "scrubbing forward never goes back in the clip"
     worst = max(abs(s - i) for s, i in zip(shown, ideal, strict=True))
-    # Blender 4.2 shows the nearest clip frame. 4.3+ places retiming keys on whole frames after
-    # the clip's end, so a scene frame may be off by up to one frame of the coarser grid: one clip
+    # Up to 4.5 Blender shows the nearest clip frame. 5.0 keys the end of the clip's last frame
+    # on a whole frame, so a scene frame may be off by up to one frame of the coarser grid: one clip
     # frame for shots longer than the clip, one scene frame (48 / span clip frames) for shorter ones.
-    bound = 0.5 if bpy.app.version < (4, 3, 0) else max(1.0, 48 / (end - start))
+    bound = 0.5 if bpy.app.version < (5, 0, 0) else max(1.0, 48 / (end - start))
     assert worst <= bound + 1e-6, (shown, ideal)
     assert shots.shown_frame(scene, end + 1, tmp_path / "f.png") == 0, "nothing after the shot"
 

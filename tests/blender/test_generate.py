@@ -1,0 +1,170 @@
+"""Generate end to end: the real `python -m backend` with the preview engine, takes in the VSE.
+
+Background Blender runs a one-shot backend per job (synchronously); the worker tests switch to
+the long-lived worker the UI uses and drive its timer by hand (runner.wait), as Blender's event
+loop would.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import tempfile
+import time
+
+import addon_utils
+import bpy
+import pytest
+import shots
+from conftest import MODULE
+
+from backend import job as jobfile
+
+
+def module(name):
+    return importlib.import_module(f"{MODULE}.addon.{name}")
+
+
+def two_entity_shot(start=10, end=73):
+    scene = bpy.context.scene
+    cam = shots.camera(scene)
+    walker = shots.keyframed(scene, "Walker", start, end, y=2.0)
+    bear = shots.keyframed(scene, "Bear", start, end, x0=3.0, x1=-1.0, y=5.0)
+    return scene, shots.shot(scene, cam, [walker, bear], start, end)
+
+
+def takes(scene=None):
+    compat = module("compat")
+    editor = compat.sequencer_scene(bpy.context, scene or bpy.context.scene).sequence_editor
+    strips = compat.strips(editor) if editor else []
+    return sorted((s for s in strips if "trajmaster" in s), key=lambda s: s.name)
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_generate_regenerate_and_open_job(blend, runner):
+    scene, settings = two_entity_shot(10, 73)
+    scene.render.fps = 24
+    settings.seed = 1234
+    assert bpy.ops.trajmaster.generate() == {"FINISHED"}
+    folder = blend.parent / "trajmaster" / "Scene"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "Scene_take_001.job.json",
+        "Scene_take_001.json",
+        "Scene_take_001.mp4",
+    ]
+    (first,) = takes()
+    assert first.name == "Scene_take_001" and first.type == "MOVIE"
+    assert (first.frame_final_start, first.frame_final_end) == (10, 74), "the take spans the shot exactly"
+    assert first.channel == 1 and not first.mute
+    assert bpy.path.abspath(first.filepath) == str(folder / "Scene_take_001.mp4")
+    info = module("sequencer").take_info(first)
+    assert info["seed"] == 1234 and info["job"] == str(folder / "Scene_take_001.job.json")
+    sidecar = json.loads((folder / "Scene_take_001.json").read_text())
+    assert sidecar["frames"] == 49 and sidecar["fps"] == 8
+    job = jobfile.read(folder / "Scene_take_001.job.json")
+    assert [e["name"] for e in job["entities"]] == ["Walker", "Bear"]
+    assert runner.status.message.startswith("Added Scene_take_001")
+
+    settings.seed = 99
+    assert bpy.ops.trajmaster.generate() == {"FINISHED"}
+    first, second = takes()
+    assert second.channel == 2 and first.mute and not second.mute
+    assert module("sequencer").take_info(second)["seed"] == 99
+
+    # Regenerate the first take with its own seed: the same job, as a new take on top.
+    module("compat").sequencer_scene(bpy.context, scene).sequence_editor.active_strip = first
+    assert bpy.ops.trajmaster.regenerate(new_seed=False) == {"FINISHED"}
+    first, second, third = takes()
+    assert third.name == "Scene_take_003" and third.channel == 3
+    assert [first.mute, second.mute, third.mute] == [True, True, False]
+    job3 = jobfile.read(folder / "Scene_take_003.job.json")
+    assert job3["sampling"]["seed"] == 1234 and job3["entities"] == job["entities"]
+    assert (folder / "Scene_take_001.mp4").stat().st_size > 0, "earlier takes stay"
+
+    assert bpy.ops.trajmaster.open_job() == {"FINISHED"}
+    assert "Scene_take_003.job.json" in bpy.data.texts
+
+
+def test_unsaved_file_takes_go_to_a_temporary_folder(runner, monkeypatch, tmp_path):
+    bpy.ops.wm.read_homefile(use_empty=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    two_entity_shot(1, 49)
+    assert bpy.ops.trajmaster.generate() == {"FINISHED"}
+    assert "not saved" in runner.status.info
+    assert (tmp_path / "trajmaster" / "Scene" / "Scene_take_001.mp4").is_file()
+    assert [s.name for s in takes()] == ["Scene_take_001"]
+
+
+def test_worker_stays_between_generations_and_stops_on_unregister(blend, runner):
+    two_entity_shot(1, 49)
+    runner.use_worker = True
+    runner.status.max_tick_ms = runner.status.max_place_ms = 0.0
+    assert bpy.ops.trajmaster.generate() == {"FINISHED"}
+    assert runner.busy(), "with the worker, Generate returns at once"
+    with pytest.raises(RuntimeError, match="already running"):
+        bpy.ops.trajmaster.generate()
+    runner.wait(timeout=120)
+    pid = runner.worker_pid()
+    assert pid and pid_alive(pid)
+    assert bpy.ops.trajmaster.generate() == {"FINISHED"}
+    runner.wait(timeout=120)
+    assert runner.worker_pid() == pid, "the worker (and its loaded engine) is reused"
+    assert [s.name for s in takes()] == ["Scene_take_001", "Scene_take_002"]
+    # Measured, not asserted (performance targets belong in benchmarks): shown with pytest -s.
+    status = runner.status
+    print(f"timer ticks: max {status.max_tick_ms:.2f} ms; the tick placing a take {status.max_place_ms:.1f} ms")
+    addon_utils.disable(MODULE)
+    try:
+        deadline = time.monotonic() + 5
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pid_alive(pid), "unregistering stops the backend"
+    finally:
+        addon_utils.enable(MODULE, default_set=True)
+
+
+def test_loading_a_file_during_a_generation_keeps_the_take(blend, runner):
+    two_entity_shot(1, 49)
+    runner.use_worker = True
+    bpy.ops.trajmaster.generate()
+    assert runner.busy()
+    bpy.ops.wm.read_homefile(use_empty=True)  # the user opens another file meanwhile
+    runner.wait(timeout=120)
+    assert takes() == []
+    assert "another file was opened" in runner.status.info
+    video = blend.parent / "trajmaster" / "Scene" / "Scene_take_001.mp4"
+    assert video.is_file()
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    assert bpy.ops.trajmaster.add_pending_take() == {"FINISHED"}
+    (strip,) = takes()
+    assert strip.name == "Scene_take_001" and (strip.frame_final_start, strip.frame_final_end) == (1, 50)
+    assert not runner.status.pending
+
+
+def test_cancel_leaves_nothing_behind(blend, runner):
+    two_entity_shot(1, 49)
+    runner.use_worker = True
+    bpy.ops.trajmaster.generate()
+    deadline = time.monotonic() + 60
+    while runner.status.step == 0 and runner.busy() and time.monotonic() < deadline:
+        runner.tick()
+        time.sleep(0.01)
+    assert runner.busy(), "the job ended before it could be cancelled"
+    assert bpy.ops.trajmaster.cancel() == {"FINISHED"}
+    runner.wait(timeout=60)
+    assert runner.status.message.startswith("Cancelled")
+    assert takes() == []
+    folder = blend.parent / "trajmaster" / "Scene"
+    assert not folder.exists() or list(folder.iterdir()) == [], "no take, sidecar or job file is left"
