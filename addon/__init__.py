@@ -3,22 +3,29 @@
 Data flow (docs/architecture.md): properties (scene.trajmaster) -> sampling + job_export (the
 job file) -> runner + supervisor (the backend process) -> sequencer (the take strip). The UI is
 panel.py and operators.py; version differences live in compat.py.
+
+The modules are imported by register(), not here, so that importing the extension's package
+outside Blender (pytest collecting the repository, the backend's tools) does not need bpy.
 """
 
 from __future__ import annotations
 
-from . import operators, panel, preferences, properties, runner
+from types import ModuleType
 
-# Register in this order, unregister in reverse: properties before the panels that draw them,
-# the runner last so that unregistering stops the backend first.
-_modules = (preferences, properties, operators, panel, runner)
+
+def _modules() -> tuple[ModuleType, ...]:
+    from . import operators, panel, preferences, properties, runner
+
+    # Register in this order, unregister in reverse: properties before the panels that draw
+    # them, the runner last so that unregistering stops the backend first.
+    return (preferences, properties, operators, panel, runner)
 
 
 def register() -> None:
-    for module in _modules:
+    for module in _modules():
         module.register()
 
 
 def unregister() -> None:
-    for module in reversed(_modules):
+    for module in reversed(_modules()):
         module.unregister()

@@ -10,12 +10,14 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import subprocess
 import sys
 import textwrap
 import time
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -390,3 +392,79 @@ def test_request_lines_are_json_with_the_protocol_fields():
         "png": False,
         "engine": "preview",
     }
+
+
+# --- the real backend --------------------------------------------------------------------------
+
+
+def test_real_worker_exits_when_its_parent_dies(tmp_path):
+    """Blender crashing (killed, no cleanup) must not leave the worker running: it sees end of input."""
+    child = tmp_path / "blender_stand_in.py"
+    child.write_text(
+        textwrap.dedent(
+            f"""
+            import os, sys, time
+            sys.path.insert(0, {str(ROOT)!r})
+            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            from test_supervisor import sv
+            sup = sv.Supervisor(sys.executable, {str(ROOT)!r})
+            sup.start()
+            deadline = time.monotonic() + 60
+            while not (sup._proc and sup._proc.hello) and time.monotonic() < deadline:
+                sup.poll()
+                time.sleep(0.05)
+            print(sup.pid, flush=True)
+            os.kill(os.getpid(), 9)
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(child)], capture_output=True, text=True, timeout=90)
+    pid = int(done.stdout.strip())
+    deadline = time.monotonic() + 10
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(pid), "the worker outlived its parent"
+
+
+def preview_job(tmp_path) -> Path:
+    from backend import job as jobfile
+    from backend import poses, timeplan
+
+    cam = np.broadcast_to(poses.look_at_camera((0.0, -10.0, 1.6), (0.0, 0.0, 1.0)), (13, 4, 4))
+    walk = np.stack([poses.yaw_matrix(0.3 * k, (-2.0 + 0.3 * k, 2.0, 0.0)) for k in range(13)])
+    job = jobfile.build_job(
+        scene_name="Shot",
+        frame_start=1,
+        frame_end=49,
+        scene_fps=24.0,
+        location="a quiet city square at dusk with old stone buildings",
+        entities=[
+            {
+                "name": "Walker",
+                "prompt": "a tall man in a long grey coat walking slowly with both hands in his pockets",
+                "poses": poses.model_poses(cam, walk),
+            }
+        ],
+    )
+    assert len(job["shot"]["pose_frames"]) == timeplan.POSE_SLOTS
+    path = tmp_path / "shot.job.json"
+    jobfile.write(job, path)
+    return path
+
+
+def test_real_worker_renders_preview_takes_and_shuts_down(tmp_path, stopper):
+    job = preview_job(tmp_path)
+    sup = sv.Supervisor(sys.executable, ROOT)
+    stopper(sup)
+    sup.submit(sv.Request(job=str(job), out=str(tmp_path / "takes"), engine="preview"))
+    events = drain(sup, seconds=120)
+    end = sv.terminal_event(events)
+    assert end["event"] == "result", events
+    assert Path(end["video"]).is_file() and end["frames"] == 49 and end["fps"] == 8
+    assert any(e["event"] == "progress" for e in events)
+    pid = sup.pid
+    sup.submit(sv.Request(job=str(job), out=str(tmp_path / "takes"), engine="preview"))
+    assert sv.terminal_event(drain(sup, seconds=120))["name"] == "Shot_take_002"
+    assert sup.pid == pid
+    sup.stop()
+    assert not pid_alive(pid)

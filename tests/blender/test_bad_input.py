@@ -8,7 +8,7 @@ import stat
 
 import bpy
 import pytest
-import shots
+import scenes
 from conftest import MODULE
 
 EVENT = '{{"event": "{kind}", "protocol": 1, "time": 0{fields}}}'
@@ -18,17 +18,17 @@ EVENT = '{{"event": "{kind}", "protocol": 1, "time": 0{fields}}}'
 def shot_with_a_take(blend, tmp_path, runner):
     """A valid two-entity shot that already has one take in the sequencer and on disk."""
     scene = bpy.context.scene
-    cam = shots.camera(scene)
-    walker = shots.keyframed(scene, "Walker", 1, 49, y=2.0)
-    bear = shots.keyframed(scene, "Bear", 1, 49, x0=3.0, x1=-1.0, y=4.0)
-    shots.shot(scene, cam, [walker, bear], 1, 49)
+    cam = scenes.camera(scene)
+    walker = scenes.keyframed(scene, "Walker", 1, 49, y=2.0)
+    bear = scenes.keyframed(scene, "Bear", 1, 49, x0=3.0, x1=-1.0, y=4.0)
+    scenes.shot(scene, cam, [walker, bear], 1, 49)
     job_export = importlib.import_module(f"{MODULE}.addon.job_export")
     sequencer = importlib.import_module(f"{MODULE}.addon.sequencer")
     folder = tmp_path / "trajmaster" / "Scene"
     folder.mkdir(parents=True)
     job = job_export.build(bpy.context, scene).job
     job_export.write(job, folder / "Scene_take_001.job.json")
-    video = shots.index_video(folder / "Scene_take_001.mp4")
+    video = scenes.index_video(folder / "Scene_take_001.mp4")
     shot = sequencer.Shot("Scene", 1, 49, scene.name)
     sequencer.add_take(bpy.context, scene, shot, {"video": str(video), "name": "Scene_take_001"}, job, "")
     return scene, folder
@@ -61,16 +61,16 @@ def no_camera(scene, tmp_path, monkeypatch):
 
 def camera_is_an_empty(scene, tmp_path, monkeypatch):
     scene.trajmaster.camera = None
-    scene.camera = shots.empty(scene, "NotACamera")
+    scene.camera = scenes.empty(scene, "NotACamera")
 
 
 def camera_pointer_is_a_mesh(scene, tmp_path, monkeypatch):
-    mesh = shots.link(scene, bpy.data.objects.new("Box", bpy.data.meshes.new("Box")))
+    mesh = scenes.link(scene, bpy.data.objects.new("Box", bpy.data.meshes.new("Box")))
     scene.trajmaster.camera = mesh  # Python skips the picker's filter; the add-on must not
 
 
 def entity_is_not_an_empty(scene, tmp_path, monkeypatch):
-    scene.trajmaster.entities[1].object = shots.link(scene, bpy.data.objects.new("Box", bpy.data.meshes.new("Box")))
+    scene.trajmaster.entities[1].object = scenes.link(scene, bpy.data.objects.new("Box", bpy.data.meshes.new("Box")))
 
 
 def same_empty_twice(scene, tmp_path, monkeypatch):
@@ -84,8 +84,8 @@ def no_entities(scene, tmp_path, monkeypatch):
 def four_entities(scene, tmp_path, monkeypatch):
     for k in range(2):
         item = scene.trajmaster.entities.add()
-        item.object = shots.empty(scene, f"Extra{k}")
-        item.prompt = shots.PROMPTS[2]
+        item.object = scenes.empty(scene, f"Extra{k}")
+        item.prompt = scenes.PROMPTS[2]
 
 
 def empty_prompt(scene, tmp_path, monkeypatch):

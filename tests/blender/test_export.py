@@ -9,7 +9,7 @@ import sys
 import bpy
 import numpy as np
 import pytest
-import shots
+import scenes
 from conftest import ROOT
 
 from backend import job as jobfile
@@ -28,11 +28,11 @@ def test_exported_poses_follow_keyframes_parents_and_paths(blend, tmp_path, fps,
     scene = bpy.context.scene
     scene.render.fps = fps
     scene.frame_start, scene.frame_end = 1, 250  # the shot range is its own
-    cam = shots.camera(scene)
-    walker = shots.keyframed(scene, "Walker", start, end)
-    child = shots.parented(scene, "Child", start, end)
-    follower = shots.on_path(scene, "Follower", start, end)
-    settings = shots.shot(scene, cam, [walker, child, follower], start, end)
+    cam = scenes.camera(scene)
+    walker = scenes.keyframed(scene, "Walker", start, end)
+    child = scenes.parented(scene, "Child", start, end)
+    follower = scenes.on_path(scene, "Follower", start, end)
+    settings = scenes.shot(scene, cam, [walker, child, follower], start, end)
     settings.pose_mapping = mapping
     settings.entities[1].forward_axis = "POS_X"
     scene.frame_set(37)
@@ -50,12 +50,12 @@ def test_exported_poses_follow_keyframes_parents_and_paths(blend, tmp_path, fps,
 
     objects = [cam, walker, child, follower]
     for key, times in (("poses", shot["pose_frames"]), ("video_poses", shot["video_frames"])):
-        mats = shots.matrices_at(scene, objects, times)
+        mats = scenes.matrices_at(scene, objects, times)
         for k, ent in enumerate(job["entities"]):
             facing = settings.entities[k].forward_axis
             expected = poses.model_poses(mats[0], mats[k + 1], facing, mapping.lower())
             np.testing.assert_allclose(ent[key], expected, atol=1e-5, err_msg=f"{ent['name']} {key}")
-    context = poses.camera_context(shots.matrices_at(scene, [cam], shot["pose_frames"])[0], mapping.lower())
+    context = poses.camera_context(scenes.matrices_at(scene, [cam], shot["pose_frames"])[0], mapping.lower())
     np.testing.assert_allclose(job["camera"]["context"], context, atol=1e-6)
     assert len(job["camera"]["video_context"]) == 49
 
@@ -63,9 +63,9 @@ def test_exported_poses_follow_keyframes_parents_and_paths(blend, tmp_path, fps,
 def test_subframe_times_are_really_sampled(blend, tmp_path):
     """Analytic check, independent of frame_set: a linear walk along X seen by a camera looking along +Y."""
     scene = bpy.context.scene
-    cam = shots.camera(scene, position=(0.0, -10.0, 1.6), target=(0.0, 0.0, 1.6))
-    walker = shots.keyframed(scene, "Walker", 10, 31, x0=-2.0, x1=2.0, yaw0=0.0, yaw1=0.0)
-    shots.shot(scene, cam, [walker], 10, 31).pose_mapping = "EXACT"
+    cam = scenes.camera(scene, position=(0.0, -10.0, 1.6), target=(0.0, 0.0, 1.6))
+    walker = scenes.keyframed(scene, "Walker", 10, 31, x0=-2.0, x1=2.0, yaw0=0.0, yaw1=0.0)
+    scenes.shot(scene, cam, [walker], 10, 31).pose_mapping = "EXACT"
     _, job = export(tmp_path)
     times = np.array(job["shot"]["pose_frames"])
     right = np.array(job["entities"][0]["poses"])[:, 9]
@@ -74,9 +74,9 @@ def test_subframe_times_are_really_sampled(blend, tmp_path):
 
 def test_follow_path_entity_moves_along_its_path(blend, tmp_path):
     scene = bpy.context.scene
-    cam = shots.camera(scene)
-    follower = shots.on_path(scene, "Follower", 1, 49)
-    shots.shot(scene, cam, [follower], 1, 49).pose_mapping = "EXACT"
+    cam = scenes.camera(scene)
+    follower = scenes.on_path(scene, "Follower", 1, 49)
+    scenes.shot(scene, cam, [follower], 1, 49).pose_mapping = "EXACT"
     _, job = export(tmp_path)
     times = np.array(job["shot"]["pose_frames"])
     right = np.array(job["entities"][0]["poses"])[:, 9]
@@ -85,18 +85,18 @@ def test_follow_path_entity_moves_along_its_path(blend, tmp_path):
 
 def test_driver_and_nla_motion_count(blend, tmp_path):
     scene = bpy.context.scene
-    cam = shots.camera(scene)
-    driven = shots.empty(scene, "Driven")
+    cam = scenes.camera(scene)
+    driven = scenes.empty(scene, "Driven")
     fcurve = driven.driver_add("location", 0)
     fcurve.driver.type = "SCRIPTED"
     fcurve.driver.expression = "frame * 0.1 - 3"
-    walker = shots.keyframed(scene, "Walker", 1, 49, y=2.0)
+    walker = scenes.keyframed(scene, "Walker", 1, 49, y=2.0)
     # Push the walk into an NLA strip that starts 10 frames later.
     track = walker.animation_data.nla_tracks.new()
     action = walker.animation_data.action
     track.strips.new("walk", 11, action)
     walker.animation_data.action = None
-    shots.shot(scene, cam, [driven, walker], 1, 49).pose_mapping = "EXACT"
+    scenes.shot(scene, cam, [driven, walker], 1, 49).pose_mapping = "EXACT"
     _, job = export(tmp_path)
     times = np.array(job["shot"]["pose_frames"])
     driven_x = np.array(job["entities"][0]["poses"])[:, 9]
@@ -107,12 +107,12 @@ def test_driver_and_nla_motion_count(blend, tmp_path):
 
 def test_exported_job_is_accepted_by_the_backend(blend, tmp_path):
     scene = bpy.context.scene
-    cam = shots.camera(scene)
-    shots.shot(scene, cam, [shots.keyframed(scene, "Walker", 1, 49, y=2.0)], 1, 49)
+    cam = scenes.camera(scene)
+    scenes.shot(scene, cam, [scenes.keyframed(scene, "Walker", 1, 49, y=2.0)], 1, 49)
     path, job = export(tmp_path)
     jobfile.validate(job)
     assert job["engine"] == "preview" and job["sampling"]["steps"] == 50
-    assert job["prompt"]["text"].endswith(f"is moving in the {shots.LOCATION}")
+    assert job["prompt"]["text"].endswith(f"is moving in the {scenes.LOCATION}")
     done = subprocess.run(
         [sys.executable, "-m", "backend", "validate", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
@@ -121,8 +121,8 @@ def test_exported_job_is_accepted_by_the_backend(blend, tmp_path):
 
 def test_export_never_overwrites_without_being_asked(blend, tmp_path):
     scene = bpy.context.scene
-    cam = shots.camera(scene)
-    shots.shot(scene, cam, [shots.keyframed(scene, "Walker", 1, 49, y=2.0)], 1, 49)
+    cam = scenes.camera(scene)
+    scenes.shot(scene, cam, [scenes.keyframed(scene, "Walker", 1, 49, y=2.0)], 1, 49)
     path = tmp_path / "mine.json"
     path.write_text("my notes")
     with pytest.raises(RuntimeError, match="already exists"):
@@ -146,7 +146,7 @@ def test_shot_range_follows_the_scene_until_set(blend):
 
 def test_camera_defaults_to_the_scene_camera(blend, tmp_path):
     scene = bpy.context.scene
-    cam = shots.camera(scene)
-    shots.shot(scene, None, [shots.keyframed(scene, "Walker", 1, 49, y=2.0)], 1, 49)
+    cam = scenes.camera(scene)
+    scenes.shot(scene, None, [scenes.keyframed(scene, "Walker", 1, 49, y=2.0)], 1, 49)
     _, job = export(tmp_path)
     assert job["camera"]["name"] == cam.name

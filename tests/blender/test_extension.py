@@ -7,7 +7,7 @@ import zipfile
 import addon_utils
 import bpy
 import pytest
-import shots
+import scenes
 from conftest import MODULE, ROOT, run_blender_ext
 
 
@@ -63,8 +63,8 @@ def test_settings_have_the_release_defaults(blend):
 
 def test_settings_are_saved_with_the_blend(blend, tmp_path):
     scene = bpy.context.scene
-    walker = shots.empty(scene, "Walker")
-    settings = shots.shot(scene, shots.camera(scene), [walker], 10, 60)
+    walker = scenes.empty(scene, "Walker")
+    settings = scenes.shot(scene, scenes.camera(scene), [walker], 10, 60)
     settings.seed = 1234
     settings.entities[0].forward_axis = "POS_X"
     bpy.ops.wm.save_mainfile()
@@ -74,13 +74,13 @@ def test_settings_are_saved_with_the_blend(blend, tmp_path):
     settings = bpy.context.scene.trajmaster
     assert (settings.frame_start, settings.frame_end, settings.seed) == (10, 60, 1234)
     assert settings.entities[0].object.name == "Walker" and settings.entities[0].forward_axis == "POS_X"
-    assert settings.location_prompt == shots.LOCATION
+    assert settings.location_prompt == scenes.LOCATION
 
 
 def test_entity_list_stops_at_three_and_picks_the_active_empty(blend):
     scene = bpy.context.scene
     settings = scene.trajmaster
-    empties = [shots.empty(scene, f"E{k}") for k in range(4)]
+    empties = [scenes.empty(scene, f"E{k}") for k in range(4)]
     for obj in empties[:3]:
         bpy.context.view_layer.objects.active = obj
         assert bpy.ops.trajmaster.entity_add() == {"FINISHED"}

@@ -16,7 +16,7 @@ import time
 import addon_utils
 import bpy
 import pytest
-import shots
+import scenes
 from conftest import MODULE
 
 from backend import job as jobfile
@@ -28,10 +28,10 @@ def module(name):
 
 def two_entity_shot(start=10, end=73):
     scene = bpy.context.scene
-    cam = shots.camera(scene)
-    walker = shots.keyframed(scene, "Walker", start, end, y=2.0)
-    bear = shots.keyframed(scene, "Bear", start, end, x0=3.0, x1=-1.0, y=5.0)
-    return scene, shots.shot(scene, cam, [walker, bear], start, end)
+    cam = scenes.camera(scene)
+    walker = scenes.keyframed(scene, "Walker", start, end, y=2.0)
+    bear = scenes.keyframed(scene, "Bear", start, end, x0=3.0, x1=-1.0, y=5.0)
+    return scene, scenes.shot(scene, cam, [walker, bear], start, end)
 
 
 def takes(scene=None):

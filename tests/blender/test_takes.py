@@ -10,7 +10,7 @@ import importlib
 
 import bpy
 import pytest
-import shots
+import scenes
 from conftest import MODULE
 
 from backend import timeplan
@@ -18,7 +18,7 @@ from backend import timeplan
 
 @pytest.fixture(scope="module")
 def index_clip(tmp_path_factory):
-    return shots.index_video(tmp_path_factory.mktemp("clip") / "index.mp4")
+    return scenes.index_video(tmp_path_factory.mktemp("clip") / "index.mp4")
 
 
 def sequencer_module():
@@ -31,8 +31,8 @@ def compat_module():
 
 def job_for(scene, start, end):
     job_export = importlib.import_module(f"{MODULE}.addon.job_export")
-    cam = shots.camera(scene)
-    shots.shot(scene, cam, [shots.keyframed(scene, "Walker", start, end, y=2.0)], start, end)
+    cam = scenes.camera(scene)
+    scenes.shot(scene, cam, [scenes.keyframed(scene, "Walker", start, end, y=2.0)], start, end)
     return job_export.build(bpy.context, scene).job
 
 
@@ -65,7 +65,7 @@ def test_take_spans_the_shot_and_shows_each_clip_frame_at_its_time(blend, tmp_pa
     colour.mute = True
     strip = place(scene, index_clip, start, end, "Scene_take_001")
     assert (strip.frame_final_start, strip.frame_final_end) == (start, end + 1)
-    shown = [shots.shown_frame(scene, f, tmp_path / "f.png") for f in range(start, end + 1)]
+    shown = [scenes.shown_frame(scene, f, tmp_path / "f.png") for f in range(start, end + 1)]
     ideal = [(f - start) * (timeplan.VIDEO_FRAMES - 1) / (end - start) for f in range(start, end + 1)]
     assert shown[0] == 0 and shown[-1] == 48
     assert shown == sorted(shown), "scrubbing forward never goes back in the clip"
@@ -75,7 +75,7 @@ def test_take_spans_the_shot_and_shows_each_clip_frame_at_its_time(blend, tmp_pa
     # frame for shots longer than the clip, one scene frame (48 / span clip frames) for shorter ones.
     bound = 0.5 if bpy.app.version < (5, 0, 0) else max(1.0, 48 / (end - start))
     assert worst <= bound + 1e-6, (shown, ideal)
-    assert shots.shown_frame(scene, end + 1, tmp_path / "f.png") == 0, "nothing after the shot"
+    assert scenes.shown_frame(scene, end + 1, tmp_path / "f.png") == 0, "nothing after the shot"
 
 
 def test_takes_stack_upwards_the_newest_plays(blend, index_clip):
@@ -105,7 +105,7 @@ def test_take_carries_the_job_parameters(blend, index_clip):
     assert (info["frame_start"], info["frame_end"], info["seed"], info["steps"]) == (1, 49, 777, 50)
     assert info["engine"] == "preview" and info["pose_mapping"] == "rig"
     assert info["job"] == "/nowhere/job.json" and info["video"] == str(index_clip)
-    assert shots.PROMPTS[0] in info["entities"] and info["location"] == shots.LOCATION
+    assert scenes.PROMPTS[0] in info["entities"] and info["location"] == scenes.LOCATION
     # survives save and reload
     bpy.ops.wm.save_mainfile()
     bpy.ops.wm.open_mainfile(filepath=bpy.data.filepath)
