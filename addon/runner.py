@@ -304,10 +304,24 @@ def _place(active: ActiveJob, result: dict[str, Any], context: bpy.types.Context
         return
     status.last_take = str(result.get("name", ""))
     status.message = f"Added {status.last_take}"
+    _undo_push(f"Add take {status.last_take}")
     status.last_take_at = time.perf_counter()
     status.max_place_ms = max(status.max_place_ms, (status.last_take_at - t0) * 1000)
     if bpy.app.background:
         _log(f"added {status.last_take} ({result.get('video')})")
+
+
+def _undo_push(message: str) -> None:
+    """Make the new strip an undo step of its own: it was added from a timer, outside any
+    operator, and would otherwise vanish on the next undo and not come back on redo."""
+    if bpy.app.background:
+        return
+    wm = bpy.context.window_manager
+    window = wm.windows[0] if wm and wm.windows else None
+    if window is None:
+        return
+    with bpy.context.temp_override(window=window):
+        bpy.ops.ed.undo_push(message=message)
 
 
 def place_pending(context: bpy.types.Context, scene: bpy.types.Scene) -> str:
