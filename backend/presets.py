@@ -44,6 +44,8 @@ LOCATIONS_FORMAT = "trajmaster-locations"
 TRAJECTORIES_FORMAT = "trajmaster-trajectories"
 SHOT_FORMAT = "trajmaster-shot"
 FORMATS = (ENTITIES_FORMAT, LOCATIONS_FORMAT, TRAJECTORIES_FORMAT, SHOT_FORMAT)
+# No number in a preset file is larger than this (metres, degrees, frames, seconds, shares).
+LARGEST = 1e6
 # The prompt length the model follows well (model reference, section 1); checked for built-ins.
 PROMPT_WORDS = (15, 24)
 
@@ -183,7 +185,7 @@ class _Reader:
             self.fail(key, "must be non-empty text")
         return value.strip()
 
-    def number(self, key: str, default: Any = ..., low: float = -math.inf, high: float = math.inf) -> float:
+    def number(self, key: str, default: Any = ..., low: float = -LARGEST, high: float = LARGEST) -> float:
         value = self.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             self.fail(key, "must be a number")
@@ -214,9 +216,9 @@ class _Reader:
         if (
             not isinstance(value, list)
             or len(value) != size
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= LARGEST for v in value)
         ):
-            self.fail(key, f"must be a list of {size} numbers")
+            self.fail(key, f"must be a list of {size} numbers (at most {LARGEST:g} each)")
         return tuple(float(v) for v in value)
 
     def choice(self, key: str, options: Sequence[str], default: Any = ...) -> str:

@@ -374,6 +374,10 @@ BROKEN = {
         {"format": "trajmaster-locations", "version": 1, "locations": [{"name": "X", "promt": "a field"}]},
         "locations[0].promt is not a known field",
     ),
+    "huge.json": (
+        {**builtin_demo(), "name": "huge", "fps": 1e308},
+        "fps must be between -1e+06 and 1e+06, got 1e+308",
+    ),
     "nan.json": ('{"format": "trajmaster-shot", "version": 1, "fps": NaN}', "NaN is not a number"),
     "list.json": ("[1, 2, 3]", "the file must be a JSON object"),
     "twice.json": (
