@@ -120,26 +120,29 @@ def build(context: bpy.types.Context, scene: bpy.types.Scene) -> Export:
     # One pass over the 62 instants: the 13 pose slots and the 49 video frames.
     mats = sampling.world_matrices(context, scene, objects, [*pose_times, *video_times])
     slots, video = mats[:, : len(pose_times)], mats[:, len(pose_times) :]
-    try:
-        context13 = poses.camera_context(slots[0], mapping)
-        context49 = poses.camera_context(video[0], mapping)
-        items = []
-        tilts = []
-        for k, ent in enumerate(entities, start=1):
-            facing = ent.forward_axis
-            items.append(
-                {
-                    "name": ent.object.name,
-                    "prompt": ent.prompt.strip(),
-                    "poses": poses.model_poses(slots[0], slots[k], facing, mapping),
-                    "video_poses": poses.model_poses(video[0], video[k], facing, mapping),
-                    "color": [round(float(c), 4) for c in ent.color],
-                    "forward_axis": facing,
-                }
-            )
-            tilts.append(poses.tilt_degrees(slots[k]))
-    except poses.PoseError as exc:
-        raise ShotError(f"{exc}; fix the object's transform and try again.") from None
+    # Check each object's matrices on their own first, so a refusal names the object.
+    for obj, matrices in zip(objects, mats, strict=True):
+        try:
+            poses.rigid_frame(matrices, "its transform")
+        except poses.PoseError as exc:
+            raise ShotError(f"'{obj.name}' cannot be used during the shot: {exc}.") from None
+    context13 = poses.camera_context(slots[0], mapping)
+    context49 = poses.camera_context(video[0], mapping)
+    items = []
+    tilts = []
+    for k, ent in enumerate(entities, start=1):
+        facing = ent.forward_axis
+        items.append(
+            {
+                "name": ent.object.name,
+                "prompt": ent.prompt.strip(),
+                "poses": poses.model_poses(slots[0], slots[k], facing, mapping),
+                "video_poses": poses.model_poses(video[0], video[k], facing, mapping),
+                "color": [round(float(c), 4) for c in ent.color],
+                "forward_axis": facing,
+            }
+        )
+        tilts.append(poses.tilt_degrees(slots[k]))
     findings = checks.check_shot(
         [i["name"] for i in items],
         [i["poses"] for i in items],

@@ -365,6 +365,9 @@ class Supervisor:
         exited = proc.popen.poll() is not None and proc.eof
         if exited:
             code = proc.popen.returncode
+            # The process is gone, so its stderr ends at once: let the reader take the last
+            # lines, which say why it stopped.
+            proc.threads[1].join(timeout=0.5)
             if not self.busy:
                 self._reap()  # a worker that died between jobs is restarted by the next submit()
                 return []

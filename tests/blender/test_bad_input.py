@@ -100,6 +100,14 @@ def empty_location(scene, tmp_path, monkeypatch):
     scene.trajmaster.location_prompt = ""
 
 
+def entity_scaled_to_zero(scene, tmp_path, monkeypatch):
+    scene.trajmaster.entities[1].object.scale = (0.0, 0.0, 0.0)
+
+
+def mirrored_camera(scene, tmp_path, monkeypatch):
+    scene.trajmaster.camera.scale = (-1.0, 1.0, 1.0)
+
+
 def one_frame_shot(scene, tmp_path, monkeypatch):
     scene.trajmaster.frame_start = 20
     scene.trajmaster.frame_end = 20
@@ -143,6 +151,8 @@ CASES = [
     (accented_prompt, "cannot read"),
     (empty_location, "location prompt is empty"),
     (one_frame_shot, "shorter than 2 frames"),
+    (entity_scaled_to_zero, "'Bear' cannot be used during the shot: its transform has zero length"),
+    (mirrored_camera, "'ShotCam' cannot be used during the shot: its transform is mirrored"),
     (missing_python, "does not exist"),
     (no_python_configured, "No backend Python is set"),
     (backend_crashes_mid_job, "stopped unexpectedly \\(exit code 139\\).*Segmentation fault"),
