@@ -134,7 +134,10 @@ def add_take(
         compat.strips(editor).remove(strip)
         raise
     if bpy.data.filepath:
-        strip.filepath = bpy.path.relpath(video)
+        try:
+            strip.filepath = bpy.path.relpath(video)  # the .blend and its takes move together
+        except ValueError:
+            pass  # another drive (Windows): keep the absolute path
     for other in earlier:
         other.mute = True
     strip.mute = False
