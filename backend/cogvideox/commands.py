@@ -176,8 +176,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--steps", type=int, default=3, metavar="N", help="timed denoising steps of each kind (default 3)"
     )
     parser.add_argument(
-        "--modes", default="", metavar="LIST", help="also measure peak VRAM of these memory modes, e.g. balanced,low"
+        "--modes",
+        default="",
+        metavar="LIST",
+        help="also run a short job through the engine in these memory modes (e.g. full,balanced,low) for their "
+        "peak VRAM and speed",
     )
+    parser.add_argument("--job-steps", type=int, default=4, metavar="N", help="steps of that short job (default 4)")
     parser.add_argument("--no-decode", action="store_true", help="skip the VAE decode timing")
     parser.add_argument("--compile", action="store_true", help="also time the steps with torch.compile'd blocks")
     add_device_arguments(parser)

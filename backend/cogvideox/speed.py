@@ -2,8 +2,9 @@
 
 --compile       torch.compile of the transformer blocks (diffusers' regional compilation: one
                 graph per block class, compiled once and reused by all 42 blocks)
---quantize      fp8 or int8 weight-only quantisation of the transformer's linear layers
-                through torchao; the LoRA's own small layers stay in the model's dtype
+--quantize      the transformer's linear layers through torchao: fp8 computes in fp8 (weights
+                and activations, Ada/Hopper GPUs), int8 stores int8 weights (memory, not
+                speed); the LoRA's own small layers stay in the model's dtype
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def quantize_transformer(pipe: Any, kind: str, device: torch.device) -> None:
     if kind == "none":
         return
     try:
-        from torchao.quantization import Float8WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
+        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, Int8WeightOnlyConfig, quantize_
     except ModuleNotFoundError:
         raise UserError(
             "missing_dependency",
@@ -36,7 +37,7 @@ def quantize_transformer(pipe: Any, kind: str, device: torch.device) -> None:
         raise UserError(
             "unsupported", "--quantize fp8 needs an NVIDIA GPU with fp8 support (Ada or Hopper); try --quantize int8."
         )
-    config = Float8WeightOnlyConfig() if kind == "fp8" else Int8WeightOnlyConfig()
+    config = Float8DynamicActivationFloat8WeightConfig() if kind == "fp8" else Int8WeightOnlyConfig()
 
     def wanted(module: torch.nn.Module, name: str) -> bool:
         return isinstance(module, torch.nn.Linear) and "transformer_blocks" in name and "lora_" not in name
