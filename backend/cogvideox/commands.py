@@ -52,8 +52,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--memory",
         default="auto",
         choices=MEMORY_MODES,
-        help="full: all on the GPU (~34 GB); balanced: each model on the GPU only while it runs (<24 GB); "
-        "low: streamed in small groups (<12 GB); auto (default): chosen from free VRAM, retried once lower "
+        help="full: all on the GPU (peak ~25 GiB); balanced: each model on the GPU only while it runs (~15 GiB); "
+        "low: streamed in small groups (~4 GiB); auto (default): chosen from free VRAM, retried once lower "
         "after running out",
     )
     group.add_argument("--compile", action="store_true", help="torch.compile the transformer blocks (slow first job)")
