@@ -2,6 +2,7 @@
 method, what each setting changes, prompt caching, jobs it cannot run, out-of-memory, cancel."""
 
 import copy
+import importlib.util
 import io
 import math
 
@@ -13,7 +14,7 @@ from diffusers import CogVideoXDPMScheduler, CogVideoXPipeline, CogVideoXTransfo
 from diffusers.utils.torch_utils import randn_tensor
 from shots import make_job
 
-from backend.cogvideox import engine, pipeline, weights
+from backend.cogvideox import commands, engine, pipeline, speed, weights
 from backend.cogvideox.transformer import TrajectoryCondition, TrajMasterTransformer3DModel
 from backend.errors import OutOfMemory, UserError
 from backend.events import EventStream
@@ -260,3 +261,17 @@ def test_render_reports_stages_progress_and_metrics(eng):
     described = eng.describe()
     assert described["name"] == "cogvideox" and described["memory"]["mode"] == "full"
     assert described["last_job"]["steps"] == STEPS
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchao") is not None, reason="torchao is installed here")
+def test_quantize_without_torchao_names_the_missing_package(eng):
+    with pytest.raises(UserError) as caught:
+        speed.quantize_transformer(eng.pipe, "int8", eng.device)
+    assert caught.value.code == "missing_dependency" and "torchao" in caught.value.message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_asking_for_a_gpu_on_a_machine_without_one():
+    with pytest.raises(UserError) as caught:
+        commands.resolve_device("cuda")
+    assert caught.value.code == "unsupported" and "--device cpu" in caught.value.hint
