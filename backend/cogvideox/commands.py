@@ -61,7 +61,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--quantize",
         default="none",
         choices=QUANTIZE,
-        help="weight-only quantisation of the transformer (needs torchao)",
+        help="quantise the transformer's linear layers with torchao: fp8 compute (Ada/Hopper) or int8 weights; "
+        "unmeasured, needs torchao",
     )
 
 
