@@ -19,7 +19,7 @@ VERSION: tuple[int, int, int] = tuple(bpy.app.version)  # type: ignore[assignmen
 
 # Since 5.0 a movie strip's end retiming key marks the end of its last frame (content index
 # `len`); up to 4.5 it sits on the last frame (`len - 1`). Measured by rendering on 4.2, 4.3
-# and 5.0 (tests/blender/test_takes.py); 4.4 and 4.5 read the same as 4.3 in Blender's source.
+# and 5.0 (tests/blender/test_blender_takes.py); 4.4 and 4.5 read the same as 4.3 in Blender's source.
 RETIMING_KEY_AFTER_LAST_FRAME = VERSION >= (5, 0, 0)
 
 

@@ -84,7 +84,7 @@ def retime(scene: bpy.types.Scene, editor: bpy.types.SequenceEditor, strip: Any,
     span = end - start
     if compat.RETIMING_KEY_AFTER_LAST_FRAME:
         # 5.0+: the end key marks the end of the last frame (content index 49); rounding down keeps
-        # every scene frame within one frame of the time plan (tests/blender/test_takes.py).
+        # every scene frame within one frame of the time plan (tests/blender/test_blender_takes.py).
         length = frames * span // (frames - 1)
     else:
         length = span  # the end key sits on the last frame (content index 48): exact
