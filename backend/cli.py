@@ -29,10 +29,7 @@ def _model_commands():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    try:
-        model = _model_commands()
-    except ModuleNotFoundError:  # TEMPORARY until backend.cogvideox lands
-        model = None
+    model = _model_commands()
     parser = argparse.ArgumentParser(
         prog="python -m backend",
         description="TrajMaster Previz backend: turns job files into takes (preview or CogVideoX-5B + 3DTrajMaster).",
@@ -61,8 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", metavar="NAME", help="take name (default: SHOT_take_NNN); must not exist yet")
     p.add_argument("--engine", choices=ENGINE_NAMES, help="override the job's engine")
     p.add_argument("--png", action="store_true", help="also write a lossless PNG sequence")
-    if model:
-        model.add_model_arguments(p)
+    model.add_model_arguments(p)
 
     p = sub.add_parser(
         "serve",
@@ -70,8 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Long-lived worker: reads JSON-lines requests on stdin (generate, cancel, ping, "
         "shutdown; see docs/protocol.md) and keeps the model loaded between jobs. Exits on EOF.",
     )
-    if model is None:
-        return parser
     model.add_model_arguments(p)
 
     p = sub.add_parser(

@@ -77,6 +77,7 @@ def run_job(
     in every case nothing is left in `out_dir` but what was there before.
     """
     t0 = time.monotonic()
+    report.check_cancel()  # cancelled while queued in the worker: do not even load the engine
     report.stage("validating", "Checking the job")
     job = load_job(job_path)
     engine_name = engine_name or job["engine"]
@@ -88,6 +89,7 @@ def run_job(
         with TakeCommit(folder, job["shot"]["scene_name"], name) as take:
             t_loaded = time.monotonic()
             engine = get_engine(engine_name)
+            report.check_cancel()  # loading can take minutes; a cancel during it counts
             t_render = time.monotonic()
             frames = engine.render(job, report)
             t_rendered = time.monotonic()

@@ -30,23 +30,43 @@ GENERATE_FIELDS = {"op", "id", "job", "out", "name", "png", "engine"}
 
 
 class _Current:
-    """The job being served, so the reader thread can cancel it."""
+    """The job being served, so the reader thread can cancel it, and the queued jobs already
+    cancelled (a cancel can arrive before its job leaves the queue; dropping it would run a job
+    the user stopped)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.id: str | None = None
         self.cancel: threading.Event | None = None
+        self.queued: set[str] = set()
+        self.cancelled_early: set[str] = set()
 
-    def set(self, job_id: str | None, cancel: threading.Event | None) -> None:
+    def enqueue(self, job_id: object) -> None:
+        if isinstance(job_id, str):
+            with self.lock:
+                self.queued.add(job_id)
+
+    def start(self, job_id: str, cancel: threading.Event) -> None:
         with self.lock:
+            self.queued.discard(job_id)
             self.id, self.cancel = job_id, cancel
+            if job_id in self.cancelled_early:
+                self.cancelled_early.discard(job_id)
+                cancel.set()
 
-    def cancel_if(self, job_id: str | None) -> bool:
+    def finish(self) -> None:
         with self.lock:
+            self.id, self.cancel = None, None
+
+    def cancel_if(self, job_id: str | None) -> None:
+        """Cancel that job, running or queued; None cancels the running job and every queued one."""
+        with self.lock:
+            if job_id is None:
+                self.cancelled_early |= self.queued
+            elif job_id in self.queued:
+                self.cancelled_early.add(job_id)
             if self.cancel is not None and (job_id is None or job_id == self.id):
                 self.cancel.set()
-                return True
-            return False
 
 
 def _read_requests(stream: EventStream, requests: queue.Queue, current: _Current) -> None:
@@ -64,6 +84,8 @@ def _read_requests(stream: EventStream, requests: queue.Queue, current: _Current
         if request["op"] == "cancel":
             current.cancel_if(request.get("id"))
         else:
+            if request["op"] == "generate":
+                current.enqueue(request.get("id"))
             requests.put(request)
     current.cancel_if(None)
     requests.put(_SHUTDOWN)
@@ -130,7 +152,7 @@ def _serve_one(
     request: dict[str, Any], args: argparse.Namespace, engines: EngineCache, stream: EventStream, current: _Current
 ) -> None:
     report = Report(stream, job_id=request["id"])
-    current.set(request["id"], report.cancel)
+    current.start(request["id"], report.cancel)
     try:
         result = run_job(
             request["job"],
@@ -152,7 +174,7 @@ def _serve_one(
             engines.drop(request.get("engine") or _job_engine(request["job"]))
         report_outcome(report, exc)
     finally:
-        current.set(None, None)
+        current.finish()
 
 
 def _job_engine(path: str) -> str:
