@@ -176,6 +176,12 @@ class TRAJMASTER_PG_settings(bpy.types.PropertyGroup):
         max=200,
         description="Steps that use the LoRA and the trajectory injector (the release uses 20)",
     )
+    show_overlay: BoolProperty(
+        name="Viewport Overlay",
+        default=True,
+        description="Draw the entities' paths, pose slots, facing arrows, the model's camera and warnings "
+        "in the 3D viewport",
+    )
 
 
 classes = (TRAJMASTER_PG_entity, TRAJMASTER_PG_settings)
