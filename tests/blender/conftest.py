@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -22,9 +21,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXTENSION_ID = "trajmaster_previz"
-REPO = "user_default"
-MODULE = f"bl_ext.{REPO}.{EXTENSION_ID}"
 
 _USER_DIR = Path(tempfile.mkdtemp(prefix="trajmaster-blender-user-"))
 for _kind in ("CONFIG", "SCRIPTS", "EXTENSIONS", "DATAFILES"):
@@ -40,33 +36,20 @@ except ImportError as exc:  # fail loudly: a skipped Blender suite would hide a 
         "(python3 dev.py test does this for every supported Blender)."
     ) from None
 
-
-def blender_ext() -> Path:
-    """Blender's own extension command-line tool, shipped inside the bpy module."""
-    return Path(bpy.utils.system_resource("SCRIPTS")) / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
-
-
-def run_blender_ext(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(blender_ext()), *args], capture_output=True, text=True, timeout=120, check=False
-    )
+# Blender's builder and installer, shared with dev.py's demo; MODULE and run_blender_ext are re-exported
+# for the test files (they import them from conftest).
+from extension_install import MODULE, build, install, run_blender_ext  # noqa: E402, F401
 
 
 @pytest.fixture(scope="session")
 def extension_zip(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("dist") / f"{EXTENSION_ID}.zip"
-    done = run_blender_ext("build", "--source-dir", str(ROOT), "--output-filepath", str(out))
-    assert done.returncode == 0, f"Blender's extension builder failed:\n{done.stdout}\n{done.stderr}"
-    return out
+    return build(ROOT, tmp_path_factory.mktemp("dist"))
 
 
 @pytest.fixture(scope="session", autouse=True)
 def installed(extension_zip) -> str:
     """Install the zip with Blender's extension installer and enable it, as a user would."""
-    result = bpy.ops.extensions.package_install_files(filepath=str(extension_zip), repo=REPO, enable_on_install=True)
-    assert result == {"FINISHED"}
-    assert MODULE in bpy.context.preferences.addons, "the extension was installed but not enabled"
-    yield MODULE
+    yield install(extension_zip)
     import addon_utils
 
     addon_utils.disable(MODULE)
