@@ -14,11 +14,11 @@ from types import ModuleType
 
 
 def _modules() -> tuple[ModuleType, ...]:
-    from . import camera_match, operators, overlay, panel, panel_viewport, preferences, properties, runner
+    from . import camera_match, operators, overlay, panel, panel_viewport, preferences, presets_ui, properties, runner
 
     # Register in this order, unregister in reverse: properties before the panels that draw
     # them, the runner last so that unregistering stops the backend first.
-    return (preferences, properties, operators, camera_match, overlay, panel, panel_viewport, runner)
+    return (preferences, properties, operators, camera_match, overlay, panel, panel_viewport, presets_ui, runner)
 
 
 def register() -> None:
