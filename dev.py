@@ -108,8 +108,9 @@ def test(envs: dict[str, Path], quick: bool) -> int:
 
 
 DEMO_SCRIPT = r"""
-import os, sys, tempfile
+import importlib, os, re, shutil, sys, tempfile
 root, out = sys.argv[1], sys.argv[2]
+# A scratch Blender user folder (set before bpy loads), so the user's own Blender stays untouched.
 user = tempfile.mkdtemp(prefix="trajmaster-demo-user-")
 for k in ("CONFIG", "SCRIPTS", "EXTENSIONS", "DATAFILES"):
     os.environ["BLENDER_USER_" + k] = os.path.join(user, k.lower())
@@ -117,16 +118,27 @@ sys.path.insert(0, os.path.join(root, "tests", "blender"))
 import bpy
 from extension_install import build_and_install  # Blender's own builder and installer
 module = build_and_install(root, os.path.join(out, "build"))
+runner = importlib.import_module(module + ".addon.runner")
+compat = importlib.import_module(module + ".addon.compat")
 bpy.ops.wm.read_homefile(use_empty=True)
-bpy.ops.wm.save_as_mainfile(filepath=os.path.join(out, "demo.blend"))
+bpy.context.scene.name = "demo"  # takes are named after the scene: demo_take_001
+blend = os.path.join(out, "demo.blend")
+bpy.ops.wm.save_as_mainfile(filepath=blend)  # takes go next to it, in trajmaster/demo/
 bpy.ops.trajmaster.load_example_shot(name="demo")
-result = bpy.ops.trajmaster.generate()
-if result != {"FINISHED"}:
-    sys.exit("the demo generation failed: " + bpy.context.scene.trajmaster.last_error)
+try:
+    bpy.ops.trajmaster.generate()  # background Blender: returns when the take is in the sequencer
+except RuntimeError as exc:
+    sys.exit("[dev] the demo generation failed: " + (runner.status.last_error or str(exc)))
 bpy.ops.wm.save_mainfile()
-strip = bpy.context.scene.trajmaster.last_take
-print("[dev] demo take:", bpy.path.abspath(strip))
-print("[dev] demo scene:", os.path.join(out, "demo.blend"))
+scene = bpy.context.scene
+editor = compat.sequencer_scene(bpy.context, scene).sequence_editor
+takes = [s for s in compat.strips(editor) if re.fullmatch(r".+_take_[0-9]{3}", s.name)] if editor else []
+if not takes:
+    sys.exit("[dev] the demo generation finished but no take is in the sequencer")
+strip = max(takes, key=lambda s: s.name)
+print("[dev] demo take:", bpy.path.abspath(strip.filepath))
+print("[dev] demo scene:", blend)
+shutil.rmtree(user, ignore_errors=True)
 """
 
 
