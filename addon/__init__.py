@@ -14,11 +14,33 @@ from types import ModuleType
 
 
 def _modules() -> tuple[ModuleType, ...]:
-    from . import camera_match, operators, overlay, panel, panel_viewport, preferences, presets_ui, properties, runner
+    from . import (
+        camera_match,
+        operators,
+        overlay,
+        panel,
+        panel_viewport,
+        preferences,
+        presets_ui,
+        properties,
+        runner,
+        setup_ops,
+    )
 
     # Register in this order, unregister in reverse: properties before the panels that draw
     # them, the runner last so that unregistering stops the backend first.
-    return (preferences, properties, operators, camera_match, overlay, panel, panel_viewport, presets_ui, runner)
+    return (
+        preferences,
+        properties,
+        operators,
+        setup_ops,
+        camera_match,
+        overlay,
+        panel,
+        panel_viewport,
+        presets_ui,
+        runner,
+    )
 
 
 def register() -> None:

@@ -1,34 +1,122 @@
-"""Add-on preferences: which Python runs the backend, and where takes go.
+"""Add-on preferences: which Python runs the backend, the model weights, the memory mode, where
+takes go, and the setup buttons (Set Up Backend, Download Weights, Check Backend).
 
-The environment variable TRAJMASTER_PYTHON, when set, names the backend interpreter and wins
-over the preference (render farms, CI).
+The backend Python is either the *managed environment* the extension builds in its user folder
+(setup_ops.py, env_setup.py) or an existing interpreter. The environment variable
+TRAJMASTER_PYTHON, when set, wins over both (render farms, CI); TRAJMASTER_WEIGHTS likewise wins
+over the weights folder.
+
+The weights folder and memory mode reach the backend as `--weights`/`--memory` on its command
+line (engine_args()); runner.py restarts the worker when they change.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import bpy
-from bpy.props import StringProperty
+from bpy.props import BoolProperty, EnumProperty, StringProperty
+
+from . import env_setup
 
 ENV_PYTHON = "TRAJMASTER_PYTHON"
+ENV_WEIGHTS = "TRAJMASTER_WEIGHTS"
 
 # The extension's package name (bl_ext.<repo>.trajmaster_previz when installed as an extension).
 PACKAGE = __package__.rpartition(".")[0]
+# Folders inside the extension's user folder (kept across upgrades, unlike the extension's own).
+ENV_FOLDER = "backend-env"
+WEIGHTS_FOLDER = "weights"
+LOGS_FOLDER = "logs"
+
+MANAGED, CUSTOM = "MANAGED", "CUSTOM"
+MEMORY_MODES = (
+    (
+        "auto",
+        "Auto",
+        "Chosen from the free VRAM when the model loads (Full with 30 GiB free, Balanced with 18, else "
+        "Low); after running out of memory the job is retried once in the next lower mode",
+    ),
+    ("full", "Full", "Everything on the GPU: fastest, about 26 GiB of VRAM"),
+    ("balanced", "Balanced", "Each model on the GPU only while it runs: about 15 GiB of VRAM"),
+    ("low", "Low", "Streamed to the GPU in small groups: about 4 GiB of VRAM, needs about 24 GB of RAM"),
+)
 
 
 class BackendNotConfigured(RuntimeError):
     pass
 
 
+def user_folder(sub: str = "", *, create: bool = False) -> str:
+    """A folder in the extension's user folder, kept across extension upgrades. For a legacy
+    add-on install (not under bl_ext.*), which has no extension user folder: Blender's user
+    config folder."""
+    if PACKAGE.startswith("bl_ext."):
+        try:
+            return bpy.utils.extension_path_user(PACKAGE, path=sub, create=create)
+        except (ValueError, RuntimeError, OSError):
+            pass
+    path = os.path.join("trajmaster_previz", sub) if sub else "trajmaster_previz"
+    return bpy.utils.user_resource("CONFIG", path=path, create=create)
+
+
+def managed_env_dir(*, create: bool = False) -> str:
+    return user_folder(ENV_FOLDER, create=create)
+
+
+def logs_dir() -> str:
+    return user_folder(LOGS_FOLDER, create=True)
+
+
 class TRAJMASTER_AP_preferences(bpy.types.AddonPreferences):
     bl_idname = PACKAGE
 
-    python_path: StringProperty(
+    python_source: EnumProperty(
         name="Backend Python",
+        items=(
+            (
+                MANAGED,
+                "Managed Environment",
+                "An environment the extension creates and fills in its user folder (Set Up Backend)",
+            ),
+            (CUSTOM, "Existing Python", "A Python interpreter you installed the backend's packages into yourself"),
+        ),
+        default=MANAGED,
+        description="Which Python runs the backend (TRAJMASTER_PYTHON overrides it)",
+    )
+    python_path: StringProperty(
+        name="Python",
         subtype="FILE_PATH",
         description="The Python interpreter of the environment where the TrajMaster backend's packages are "
         "installed (TRAJMASTER_PYTHON overrides it)",
+    )
+    env_choice: EnumProperty(
+        name="Install",
+        items=(
+            ("PREVIEW", "Preview Only", "Light, no GPU: the preview engine (numpy, pillow, ffmpeg); about 100 MB"),
+            (
+                "FULL",
+                "Full Model",
+                "CogVideoX-5B + 3DTrajMaster: torch with CUDA, diffusers, transformers; about "
+                "6 GB, needs an NVIDIA GPU",
+            ),
+        ),
+        # macOS has no CUDA: the real model cannot run there.
+        default="PREVIEW" if sys.platform == "darwin" else "FULL",
+        description="What the managed environment installs",
+    )
+    weights_folder: StringProperty(
+        name="Weights Folder",
+        subtype="DIR_PATH",
+        description="Where the model weights are (and where Download Weights puts them). Empty: 'weights' in the "
+        "extension's user folder (TRAJMASTER_WEIGHTS overrides it)",
+    )
+    memory_mode: EnumProperty(
+        name="Memory Mode",
+        items=MEMORY_MODES,
+        default="auto",
+        description="How much of the model stays on the GPU (the backend's --memory)",
     )
     output_folder: StringProperty(
         name="Output Folder",
@@ -36,13 +124,18 @@ class TRAJMASTER_AP_preferences(bpy.types.AddonPreferences):
         description="Where takes are written, in a sub-folder per scene. Empty: '//trajmaster/' next to the "
         "saved .blend file",
     )
+    show_full_log: BoolProperty(name="More Lines", description="Show more lines of the log", default=False)
 
     def draw(self, context: bpy.types.Context) -> None:
+        from . import setup_ops  # imported here: setup_ops imports this module
+
         layout = self.layout
-        col = layout.column()
-        col.prop(self, "python_path")
-        if os.environ.get(ENV_PYTHON):
-            col.label(text=f"{ENV_PYTHON} is set and used instead: {os.environ[ENV_PYTHON]}", icon="INFO")
+        setup_ops.draw_backend(self, layout)
+        setup_ops.draw_weights(self, layout)
+        box = layout.box()
+        box.label(text="Generation", icon="SETTINGS")
+        col = box.column()
+        col.prop(self, "memory_mode")
         col.prop(self, "output_folder")
 
 
@@ -53,17 +146,59 @@ def preferences(context: bpy.types.Context | None = None) -> TRAJMASTER_AP_prefe
 
 
 def backend_python(context: bpy.types.Context | None = None) -> str:
-    """The backend interpreter: TRAJMASTER_PYTHON, else the preference. Raises BackendNotConfigured."""
+    """The backend interpreter: TRAJMASTER_PYTHON, else the preference (the managed environment once
+    it is ready, or the existing Python). Raises BackendNotConfigured."""
     value = os.environ.get(ENV_PYTHON, "").strip()
-    if not value:
-        prefs = preferences(context)
-        value = bpy.path.abspath(prefs.python_path).strip() if prefs is not None else ""
+    if value:
+        return value
+    prefs = preferences(context)
+    if prefs is not None and prefs.python_source == CUSTOM:
+        value = bpy.path.abspath(prefs.python_path).strip()
+    elif prefs is not None:
+        state = env_setup.env_state(managed_env_dir())
+        if state["ready"]:
+            return state["python"]
+        raise BackendNotConfigured(
+            "No backend Python is set up yet: press Set Up Backend in Edit > Preferences > Add-ons > TrajMaster "
+            f"Previz (or choose an existing Python there, or set the {ENV_PYTHON} environment variable)."
+        )
     if not value:
         raise BackendNotConfigured(
             "No backend Python is set: choose the backend's Python in Edit > Preferences > Add-ons > "
             f"TrajMaster Previz, or set the {ENV_PYTHON} environment variable."
         )
     return value
+
+
+def default_weights_dir() -> str:
+    return user_folder(WEIGHTS_FOLDER)
+
+
+def weights_dir(context: bpy.types.Context | None = None) -> str:
+    """TRAJMASTER_WEIGHTS, else the preference, else 'weights' in the extension's user folder."""
+    env = os.environ.get(ENV_WEIGHTS, "").strip()
+    if env:
+        return os.path.expanduser(env)
+    prefs = preferences(context)
+    if prefs is not None and prefs.weights_folder.strip():
+        return os.path.normpath(bpy.path.abspath(prefs.weights_folder.strip()))
+    return default_weights_dir()
+
+
+def memory_mode(context: bpy.types.Context | None = None) -> str:
+    prefs = preferences(context)
+    return prefs.memory_mode if prefs is not None else "auto"
+
+
+def engine_args(context: bpy.types.Context | None = None) -> list[str]:
+    """The backend's engine options from the preferences, for `serve` and `generate`: the weights
+    folder always (the backend's own default is inside the extension's folder, which upgrades
+    wipe), the memory mode when it is not the backend's default (auto)."""
+    args = ["--weights", weights_dir(context)]
+    mode = memory_mode(context)
+    if mode != "auto":
+        args += ["--memory", mode]
+    return args
 
 
 def output_root(context: bpy.types.Context | None = None) -> str:

@@ -113,14 +113,19 @@ def _mode() -> str:
     return WORKER if use_worker else ONESHOT
 
 
-def _supervisor_for(python: str) -> Supervisor:
+def _supervisor_for(python: str, engine_args: list[str] | tuple[str, ...] = ()) -> Supervisor:
+    """The supervisor for these settings; a worker started with other settings (another Python,
+    weights folder or memory mode from the preferences) is stopped, and the next job starts a new one."""
     global _supervisor
     mode = _mode()
-    if _supervisor is not None and (_supervisor.python != python or _supervisor.mode != mode):
+    engine_args = tuple(engine_args)
+    if _supervisor is not None and (
+        _supervisor.python != python or _supervisor.mode != mode or _supervisor.engine_args != engine_args
+    ):
         _supervisor.stop()
         _supervisor = None
     if _supervisor is None:
-        _supervisor = Supervisor(python, EXTENSION_ROOT, mode=mode)
+        _supervisor = Supervisor(python, EXTENSION_ROOT, mode=mode, engine_args=engine_args)
     return _supervisor
 
 
@@ -164,7 +169,7 @@ def submit(context: bpy.types.Context, scene: bpy.types.Scene, shot: sequencer.S
             raise RunError(f"Cannot write the job file {path} ({exc.strerror}); check the output folder.") from None
     else:
         raise RunError(f"Could not find a free take name in {folder}.")
-    supervisor = _supervisor_for(python)
+    supervisor = _supervisor_for(python, preferences.engine_args(context))
     active = ActiveJob(job, path, folder, name, shot, bpy.data.filepath, _loads)
     request = Request(job=str(path), out=str(folder), name=name, engine=job["engine"])
     try:

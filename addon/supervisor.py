@@ -128,6 +128,7 @@ class Supervisor:
         env: dict[str, str] | None = None,
         cancel_grace_s: float = 10.0,
         hello_timeout_s: float = 60.0,
+        engine_args: list[str] | tuple[str, ...] = (),
     ):
         if mode not in (WORKER, ONESHOT):
             raise ValueError(f"mode must be {WORKER!r} or {ONESHOT!r}")
@@ -137,6 +138,10 @@ class Supervisor:
         self.env = env
         self.cancel_grace_s = cancel_grace_s
         self.hello_timeout_s = hello_timeout_s
+        # Engine options from the preferences (--weights DIR, --memory MODE), given to `serve` and
+        # to every `generate`: they are per process, not per job, so changing them means a new
+        # Supervisor (runner._supervisor_for compares them).
+        self.engine_args = tuple(engine_args)
         self._proc: _Process | None = None
         self._job_id: str | None = None
         self._cancel_deadline: float | None = None
@@ -229,7 +234,7 @@ class Supervisor:
             raise ValueError("only the worker is started ahead of a job")
         if not self.running:
             self._reap()
-            self._proc = self._spawn(["serve"])
+            self._proc = self._spawn(["serve", *self.engine_args])
 
     def submit(self, request: Request) -> str:
         """Start a job; returns its id. Raises Busy or BackendUnavailable."""
@@ -242,7 +247,7 @@ class Supervisor:
             self._send(request.worker_line(job_id))
         else:
             self._reap()
-            self._proc = self._spawn(request.cli_args())
+            self._proc = self._spawn([*request.cli_args(), *self.engine_args])
             self._job_id = job_id
         self._cancel_deadline = None
         return job_id

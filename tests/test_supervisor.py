@@ -468,3 +468,50 @@ def test_real_worker_renders_preview_takes_and_shuts_down(tmp_path, stopper):
     assert sup.pid == pid
     sup.stop()
     assert not pid_alive(pid)
+
+
+# --- engine options from the preferences (--weights, --memory) ---------------------------------
+
+
+def test_engine_args_follow_the_job_arguments_of_a_oneshot_generate(tmp_path, stopper):
+    engine_args = ["--weights", str(tmp_path / "my weights"), "--memory", "low"]
+    sup = sv.Supervisor(sys.executable, fake_backend(tmp_path, ONESHOT), mode=sv.ONESHOT, engine_args=engine_args)
+    stopper(sup)
+    sup.submit(sv.Request(job="a.json", out=str(tmp_path), name="shot_take_001"))
+    end = sv.terminal_event(sup.wait(timeout=10))
+    assert end["event"] == "result", end
+    assert end["argv"] == ["generate", "a.json", "--out", str(tmp_path), "--name", "shot_take_001", *engine_args]
+
+
+def test_engine_args_reach_the_worker_command_line(tmp_path, stopper):
+    body = WORKER_OK.replace(
+        'name=req.get("name") or "shot_take_001", job=jid)', 'name="n", job=jid, argv=sys.argv[1:])'
+    )
+    assert "argv=sys.argv[1:]" in body
+    sup = sv.Supervisor(
+        sys.executable, fake_backend(tmp_path, body), engine_args=("--weights", "/w", "--memory", "full")
+    )
+    stopper(sup)
+    sup.submit(sv.Request(job="a.json", out=str(tmp_path)))
+    assert drain(sup)[-1]["argv"] == ["serve", "--weights", "/w", "--memory", "full"]
+    assert sup.engine_args == ("--weights", "/w", "--memory", "full")
+
+
+def test_no_engine_args_by_default(tmp_path, stopper):
+    body = WORKER_OK.replace(
+        'name=req.get("name") or "shot_take_001", job=jid)', 'name="n", job=jid, argv=sys.argv[1:])'
+    )
+    sup = sv.Supervisor(sys.executable, fake_backend(tmp_path, body))
+    stopper(sup)
+    sup.submit(sv.Request(job="a.json", out=str(tmp_path)))
+    assert drain(sup)[-1]["argv"] == ["serve"]
+
+
+def test_real_worker_accepts_the_engine_args_and_renders_a_preview(tmp_path, stopper):
+    job = preview_job(tmp_path)
+    engine_args = ["--weights", str(tmp_path / "no-weights-here"), "--memory", "balanced"]
+    sup = sv.Supervisor(sys.executable, ROOT, engine_args=engine_args)
+    stopper(sup)
+    sup.submit(sv.Request(job=str(job), out=str(tmp_path / "takes"), engine="preview"))
+    end = sv.terminal_event(drain(sup, seconds=120))
+    assert end["event"] == "result", end
