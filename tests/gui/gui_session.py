@@ -1,0 +1,529 @@
+"""Runs inside a real Blender window (blender-gui run tests/gui/gui_session.py -- CONFIG.json).
+
+Started by tests/gui/test_gui_window.py, which reads the result file this script writes. The script
+installs the built extension with Blender's own installer, opens the TrajMaster tab of the 3D
+viewport's sidebar, sets up a shot, presses Generate twice through the operators the panel's
+buttons call (the worker + timer path the UI uses, not background Blender's one-shot path),
+cancels the first run and lets the second finish, and takes screenshots along the way.
+
+Steps are a generator driven by a bpy.app.timers callback: Blender's event loop keeps running
+between steps (redraws, the add-on's own timer, the backend's events), which is the point of a
+real-window test. Every step has a deadline; the result file is rewritten at the start of each
+step so that a hang is reported by name even when Blender has to be killed from outside.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+# Blender's stdout is a pipe here: line buffering, or os._exit() would drop the last lines.
+sys.stdout.reconfigure(line_buffering=True)
+
+MODULE = "bl_ext.user_default.trajmaster_previz"
+CATEGORY = "TrajMaster"
+POLL_S = 0.05
+
+PROMPTS = (
+    "a tall man in a long grey coat and black boots walking slowly with both hands deep in his pockets",
+    "a large brown bear with thick shaggy fur and a heavy build lumbering forward on all four paws",
+    "a small red robot with round glowing eyes and short metal legs rolling steadily across the ground",
+)
+LOCATION = "a quiet cobblestone city square at dusk with old stone buildings"
+SHOT_START, SHOT_END = 1, 97
+
+CONFIG: dict[str, Any] = json.loads(Path(sys.argv[sys.argv.index("--") + 1]).read_text())
+RESULTS: dict[str, Any] = {"ok": False, "step": "start", "steps": [], "screenshots": {}, "notes": []}
+SCREENS = Path(CONFIG["screens"])
+WORK = Path(CONFIG["work"])
+
+
+GRABS: list[subprocess.Popen] = []
+
+
+class StepFailed(AssertionError):
+    pass
+
+
+def log(message: str) -> None:
+    print(f"[gui] {message}", flush=True)
+
+
+def save_results() -> None:
+    path = Path(CONFIG["results"])
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(RESULTS, indent=1, default=str))
+    tmp.replace(path)
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise StepFailed(message)
+
+
+# --- the window -------------------------------------------------------------------------------
+
+
+def window() -> bpy.types.Window:
+    return bpy.context.window_manager.windows[0]
+
+
+def area_of(kind: str) -> bpy.types.Area:
+    for area in window().screen.areas:
+        if area.type == kind:
+            return area
+    raise StepFailed(f"no {kind} area in the window")
+
+
+def region_of(area: bpy.types.Area, kind: str) -> bpy.types.Region:
+    for region in area.regions:
+        if region.type == kind:
+            return region
+    raise StepFailed(f"no {kind} region in the {area.type} area")
+
+
+def override(area: bpy.types.Area | None = None, region: str = "WINDOW") -> Any:
+    """The context a click in that area would give an operator."""
+    members: dict[str, Any] = {"window": window(), "screen": window().screen}
+    if area is not None:
+        members.update(area=area, region=region_of(area, region))
+    return bpy.context.temp_override(**members)
+
+
+def screen_xy(region: bpy.types.Region, x: float, y: float) -> tuple[int, int]:
+    """Region coordinates (origin bottom left, as Blender has them) to X screen coordinates."""
+    win = window()
+    return int(win.x + region.x + x), int(win.y + win.height - (region.y + y))
+
+
+def xdotool(*args: str) -> None:
+    subprocess.run(["xdotool", *args], check=True, timeout=10)
+
+
+def park_mouse() -> None:
+    """Away from buttons, so no hover highlight or tooltip ends up in a screenshot."""
+    win = window()
+    xdotool("mousemove", str(win.x + win.width // 3), str(win.y + win.height // 2))
+
+
+def screenshot(name: str, crop: tuple[int, int, int, int] | None = None, wait: bool = True) -> None:
+    """The X screen (or a crop of it: x, y, width, height in screen pixels) to SCREENS/name.png.
+
+    With wait=False the grab runs beside Blender (half a second of `import` would otherwise stall
+    the main thread, and with it the timer whose progress the test is watching)."""
+    out = SCREENS / f"{name}.png"
+    cmd = ["import", "-window", "root"]
+    if crop is not None:
+        x, y, w, h = crop
+        cmd += ["-crop", f"{w}x{h}+{x}+{y}", "+repage"]
+    if wait:
+        subprocess.run([*cmd, str(out)], check=True, timeout=30)
+    else:
+        GRABS.append(subprocess.Popen([*cmd, str(out)]))
+    RESULTS["screenshots"][name] = str(out)
+    log(f"screenshot {out.name}")
+
+
+def region_crop(region: bpy.types.Region, top: int = 0, bottom: int | None = None) -> tuple[int, int, int, int]:
+    """A region's rectangle on screen; `top`/`bottom` cut it to pixel rows counted from its top."""
+    x, y = screen_xy(region, 0, region.height)
+    height = (region.height if bottom is None else min(bottom, region.height)) - top
+    return x, y + top, region.width, height
+
+
+def area_crop(area: bpy.types.Area) -> tuple[int, int, int, int]:
+    win = window()
+    return win.x + area.x, win.y + win.height - (area.y + area.height), area.width, area.height
+
+
+def redraw_all() -> None:
+    for area in window().screen.areas:
+        area.tag_redraw()
+
+
+def settle(seconds: float = 0.4, redraw: bool = False) -> Iterator[float]:
+    """Let Blender process events and redraw before the next look at the screen. Software OpenGL
+    takes a good part of a second for the whole window, so only ask for a full redraw before a
+    screenshot; input events redraw what they change by themselves."""
+    if redraw:
+        redraw_all()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        yield POLL_S
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> Iterator[float]:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise StepFailed(f"timed out after {timeout:.0f} s waiting for {what}")
+        yield POLL_S
+
+
+def show_category(area: bpy.types.Area, category: str) -> Iterator[float]:
+    """Open the sidebar of `area` on the tab `category`.
+
+    The UI region's active_panel_category is read-only, and Ctrl+Tab or Ctrl+wheel reach the
+    viewport's own keymap (Ctrl+Tab opens the mode pie menu, which then eats the next clicks), so
+    the tab is clicked as a user would: down the tab strip, checking after each click (the tabs'
+    positions are not in the API)."""
+    area.spaces.active.show_region_ui = True
+    yield from settle(0.3)
+    ui = region_of(area, "UI")
+    check(ui.width > 1, f"the sidebar of the {area.type} area did not open")
+    seen: list[str] = [ui.active_panel_category]
+    tabs_x = ui.width - 10  # the tab strip is the sidebar's right edge
+    for y in range(ui.height - 10, 0, -20):  # tabs are taller than 20 px: none is skipped
+        if seen[-1] == category:
+            break
+        sx, sy = screen_xy(ui, tabs_x, y)
+        xdotool("mousemove", str(sx), str(sy), "click", "1")
+        yield from settle(0.1)
+        if ui.active_panel_category != seen[-1]:
+            seen.append(ui.active_panel_category)
+    park_mouse()
+    if seen[-1] == category:
+        return
+    raise StepFailed(f"could not switch the {area.type} sidebar to the {category} tab (saw {seen})")
+
+
+def widen_sidebar(area: bpy.types.Area, width: int) -> Iterator[float]:
+    """Drag the sidebar's left edge so prompts are readable (best effort: no API sets a region's
+    width, and a drag sometimes falls short, so up to three tries)."""
+    ui = region_of(area, "UI")
+    for _ in range(3):
+        if ui.width >= width - 4:
+            break
+        x, y = screen_xy(ui, 2, ui.height // 2)
+        # Blender finds the edge's drag zone on mouse motion: hover it first, then press and drag.
+        for dx in (6, 3, 2):
+            xdotool("mousemove", str(x + dx - 2), str(y))
+            yield from settle(0.1)
+        xdotool("mousedown", "1")
+        yield from settle(0.1)
+        for i in range(1, 11):
+            xdotool("mousemove", str(x - (width - ui.width) * i // 10), str(y))
+            yield from settle(0.05)
+        xdotool("mouseup", "1")
+        park_mouse()
+        yield from settle(0.3)
+    RESULTS["notes"].append(f"sidebar width {ui.width} px (asked for {width})")
+
+
+# --- the add-on ---------------------------------------------------------------------------------
+
+
+def addon(name: str) -> Any:
+    return importlib.import_module(f"{MODULE}.addon.{name}")
+
+
+def install() -> None:
+    user = os.environ.get("BLENDER_USER_EXTENSIONS", "")
+    # blender-gui points Blender's user folders at a fresh temporary folder; never install into a real one.
+    check(user.startswith("/tmp/"), f"BLENDER_USER_EXTENSIONS is {user!r}, not a temporary folder")
+    with override(area_of("VIEW_3D")):
+        result = bpy.ops.extensions.package_install_files(
+            filepath=CONFIG["zip"], repo="user_default", enable_on_install=True
+        )
+    check(result == {"FINISHED"}, f"package_install_files returned {result}")
+    check(MODULE in bpy.context.preferences.addons, "the extension was installed but is not enabled")
+    # The backend Python inside the chroot, through paced_backend.py (see there: the preview engine is
+    # too quick to watch); the add-on reads TRAJMASTER_PYTHON when Generate starts.
+    launcher = WORK / "backend-python"
+    launcher.write_text(
+        "#!/bin/sh\n"
+        f"export TRAJMASTER_GUI_STEP_DELAY={CONFIG.get('step_delay', 0.06)}\n"
+        f'exec {CONFIG["python"]} {Path(__file__).with_name("paced_backend.py")} "$@"\n'
+    )
+    launcher.chmod(0o755)
+    os.environ["TRAJMASTER_PYTHON"] = str(launcher)
+
+
+def has_operator(idname: str) -> bool:
+    category, name = idname.split(".")
+    return hasattr(bpy.types, f"{category.upper()}_OT_{name}")
+
+
+def keyframed_empty(scene: bpy.types.Scene, name: str, start: tuple[float, float], end: tuple[float, float],
+                    yaw: tuple[float, float]) -> bpy.types.Object:
+    obj = bpy.data.objects.new(name, None)
+    obj.empty_display_type = "ARROWS"
+    scene.collection.objects.link(obj)
+    for frame, (x, y), angle in ((SHOT_START, start, yaw[0]), (SHOT_END, end, yaw[1])):
+        obj.location = (x, y, 0.0)
+        obj.rotation_euler = (0.0, 0.0, angle)
+        obj.keyframe_insert("location", frame=frame)
+        obj.keyframe_insert("rotation_euler", frame=frame)
+    return obj
+
+
+def build_shot() -> str:
+    """A three-entity shot: from the example presets when the add-on has them, else built here."""
+    scene = bpy.context.scene
+    scene.render.fps = 24
+    scene.frame_start, scene.frame_end = SHOT_START, SHOT_END
+    for obj in list(scene.objects):
+        if obj.type in ("MESH", "LIGHT"):
+            bpy.data.objects.remove(obj)
+    if has_operator("trajmaster.load_example_shot"):
+        try:
+            with override(area_of("VIEW_3D"), "UI"):
+                bpy.ops.trajmaster.load_example_shot(name="demo")
+            if scene.trajmaster.entities:
+                return "preset demo"
+        except (TypeError, RuntimeError) as exc:
+            RESULTS["notes"].append(f"load_example_shot(name='demo') failed ({exc}); built the shot by hand")
+    cam = scene.camera
+    cam.location = (0.0, -9.0, 1.7)
+    cam.rotation_euler = (math.radians(84), 0.0, 0.0)
+    # Linear keys: an even pace, inside the 1-3 m/s the model was trained on (no easing peaks).
+    bpy.context.preferences.edit.keyframe_new_interpolation_type = "LINEAR"
+    walker = keyframed_empty(scene, "Walker", (-2.0, 0.0), (1.5, 1.0), (-math.pi / 2, -math.pi / 2))
+    bear = keyframed_empty(scene, "Bear", (2.0, 3.0), (-1.0, 2.5), (math.pi / 2, math.pi / 2))
+    robot = keyframed_empty(scene, "Robot", (0.5, -2.0), (2.0, 0.5), (0.0, -math.pi / 4))
+    settings = scene.trajmaster
+    settings.camera = cam
+    settings.location_prompt = LOCATION
+    view3d = area_of("VIEW_3D")
+    for obj, prompt in zip((walker, bear, robot), PROMPTS, strict=True):
+        bpy.context.view_layer.objects.active = obj
+        with override(view3d, "UI"):
+            # The panel's + button: it picks up the active empty.
+            check(bpy.ops.trajmaster.entity_add() == {"FINISHED"}, "Add Entity failed")
+        settings.entities[settings.active_entity_index].prompt = prompt
+    settings.active_entity_index = 0
+    return "built by the test"
+
+
+def take_strips() -> list[Any]:
+    editor = bpy.context.scene.sequence_editor
+    if editor is None:
+        return []
+    strips = editor.strips if hasattr(editor, "strips") else editor.sequences
+    return [s for s in strips if "trajmaster" in s]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+# --- the scenario -------------------------------------------------------------------------------
+
+
+def step(name: str) -> None:
+    RESULTS["step"] = name
+    RESULTS["steps"].append({"name": name, "t": round(time.monotonic() - T0, 2)})
+    save_results()
+    log(f"step: {name}")
+
+
+def generate_and_watch(label: str, stop_after: int | None) -> Iterator[float]:
+    """Press Generate; record every change of the status the panel draws until the job ends.
+    With `stop_after`, press Cancel once that many frames are rendered; else take the
+    mid-generation screenshot half way."""
+    runner = addon("runner")
+    view3d = area_of("VIEW_3D")
+    with override(view3d, "UI"):
+        result = bpy.ops.trajmaster.generate("INVOKE_DEFAULT")
+    check(result == {"FINISHED"}, f"Generate returned {result}; last error: {runner.status.last_error}")
+    check(runner.busy(), "Generate returned but no job is running (did it run synchronously?)")
+    samples: list[dict[str, Any]] = []
+    started = time.monotonic()
+    shot_taken = cancelled = False
+    while runner.busy():
+        if time.monotonic() - started > CONFIG.get("job_timeout", 90):
+            raise StepFailed(f"the {label} generation did not end within {CONFIG.get('job_timeout', 90)} s "
+                             f"(last status: {runner.status.stage} {runner.status.step}/{runner.status.total})")
+        s = runner.status
+        sample = {"t": round(time.monotonic() - started, 2), "state": s.state, "stage": s.stage, "step": s.step,
+                  "total": s.total, "fraction": round(s.fraction, 4)}
+        if not samples or {k: v for k, v in sample.items() if k != "t"} != {
+            k: v for k, v in samples[-1].items() if k != "t"
+        }:
+            samples.append(sample)
+        if stop_after is not None and not cancelled and s.stage == "rendering" and s.step >= stop_after:
+            with override(view3d, "UI"):
+                check(bpy.ops.trajmaster.cancel("INVOKE_DEFAULT") == {"FINISHED"}, "Cancel did not run")
+            cancelled = True
+            RESULTS[f"{label}_cancel_at"] = s.step
+        if stop_after is None and not shot_taken and s.stage == "rendering" and s.total and s.step >= s.total // 3:
+            screenshot("gui-progress", region_crop(region_of(view3d, "UI")), wait=False)
+            shot_taken = True
+            RESULTS["progress_screenshot_step"] = s.step
+        yield POLL_S
+    for grab in GRABS:
+        grab.wait(timeout=30)
+    GRABS.clear()
+    RESULTS[f"{label}_samples"] = samples
+    RESULTS[f"{label}_seconds"] = round(time.monotonic() - started, 2)
+    RESULTS[f"{label}_message"] = runner.status.message
+    RESULTS[f"{label}_error"] = runner.status.last_error
+    yield from settle(0.5, redraw=True)
+
+
+def scenario() -> Iterator[float]:
+    step("install the extension")
+    install()
+    runner = addon("runner")
+    view3d = area_of("VIEW_3D")
+
+    # A sidebar with its own background (not drawn over the viewport): readable screenshots, and
+    # the empty space below the panels can be trimmed off.
+    bpy.context.preferences.system.use_region_overlap = False
+
+    step("save the file")
+    with override(view3d):
+        bpy.ops.wm.save_as_mainfile(filepath=str(WORK / "shot.blend"))
+
+    step("set up the shot")
+    RESULTS["shot_source"] = build_shot()
+    with override(view3d):
+        bpy.ops.wm.save_mainfile()
+
+    step("open the TrajMaster tab")
+    yield from show_category(view3d, CATEGORY)
+    yield from widen_sidebar(view3d, 380)
+    ui = region_of(view3d, "UI")
+    RESULTS["sidebar"] = {"category": ui.active_panel_category, "width": ui.width, "height": ui.height}
+
+    step("check the shot")
+    with override(view3d, "UI"):
+        check(bpy.ops.trajmaster.check_shot("INVOKE_DEFAULT") == {"FINISHED"},
+              f"Check Shot failed: {runner.status.last_error}")
+    RESULTS["findings"] = [f.get("message") for f in runner.findings_for(bpy.context.scene)]
+    yield from settle(0.5, redraw=True)
+    screenshot("gui-npanel", region_crop(ui))
+    screenshot("gui-window")
+
+    folder = WORK / "trajmaster" / bpy.context.scene.name
+    RESULTS["take_folder"] = str(folder)
+
+    step("generate, then cancel")
+    yield from generate_and_watch("cancelled", stop_after=CONFIG.get("cancel_after", 5))
+    RESULTS["cancelled_files"] = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    RESULTS["cancelled_strips"] = [s.name for s in take_strips()]
+    RESULTS["worker_pid"] = runner.worker_pid()
+    screenshot("gui-cancelled", region_crop(ui))
+
+    step("generate to the end")
+    yield from generate_and_watch("finished", stop_after=None)
+    RESULTS["finished_files"] = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    RESULTS["worker_pid_after"] = runner.worker_pid()
+    strips = take_strips()
+    RESULTS["strips"] = [
+        {"name": s.name, "type": s.type, "channel": s.channel, "start": s.frame_final_start,
+         "end": s.frame_final_end, "mute": s.mute, "filepath": bpy.path.abspath(s.filepath)}
+        for s in strips
+    ]
+    RESULTS["shot_range"] = [bpy.context.scene.trajmaster.frame_start, bpy.context.scene.trajmaster.frame_end]
+    RESULTS["max_tick_ms"] = runner.status.max_tick_ms
+    screenshot("gui-finished", region_crop(ui))
+
+    step("show the take in the sequencer")
+    yield from show_sequencer(strips)
+
+    step("show the add-on's preferences")
+    yield from show_preferences()
+
+    step("quit")
+    pid = runner.worker_pid()
+    runner.shutdown()  # what unregister()/atexit do on a normal quit; os._exit() below skips atexit
+    if pid is not None:
+        yield from wait_until(lambda: not pid_alive(pid), 10, f"the backend worker (pid {pid}) to exit")
+    RESULTS["ok"] = True
+
+
+def show_sequencer(strips: list[Any]) -> Iterator[float]:
+    """The 3D viewport's area becomes a sequencer with its preview, the take selected and the
+    sidebar on the TrajMaster tab: what a user sees after a take lands."""
+    check(len(strips) == 1, f"expected one take strip, found {[s.name for s in strips]}")
+    area = area_of("VIEW_3D")
+    area.type = "SEQUENCE_EDITOR"
+    yield from settle(0.3)
+    space = area.spaces.active
+    space.view_type = "SEQUENCER_PREVIEW"
+    scene = bpy.context.scene
+    editor = scene.sequence_editor
+    for s in strips:
+        s.select = True
+    editor.active_strip = strips[0]
+    scene.frame_current = (SHOT_START + SHOT_END) // 2
+    yield from settle(0.5)
+    yield from show_category(area, CATEGORY)
+    with override(area):
+        bpy.ops.sequencer.view_all()
+    yield from settle(0.8, redraw=True)
+    # The whole area: its header, the preview, the strips and the take panel.
+    screenshot("gui-sequencer", area_crop(area))
+
+
+def show_preferences() -> Iterator[float]:
+    """Edit > Preferences > Add-ons, filtered to the extension and expanded, drawn in the big area."""
+    import addon_utils
+
+    area = area_of("SEQUENCE_EDITOR")
+    area.type = "PREFERENCES"
+    prefs = bpy.context.preferences
+    prefs.active_section = "ADDONS"
+    bpy.context.window_manager.addon_search = "TrajMaster"
+    # The list draws Blender's parsed copies of the add-ons' modules ("fake modules"), not the loaded ones.
+    addon_utils.modules(refresh=False)
+    fake = addon_utils.addons_fake_modules.get(MODULE)
+    check(fake is not None, "the add-on list does not know the extension")
+    addon_utils.module_bl_info(fake)["show_expanded"] = True
+    yield from settle(1.0, redraw=True)
+    screenshot("gui-preferences", area_crop(area))
+
+
+# --- the driver ---------------------------------------------------------------------------------
+
+T0 = time.monotonic()
+STEPS = scenario()
+
+
+def finish(code: int) -> None:
+    RESULTS["seconds"] = round(time.monotonic() - T0, 2)
+    save_results()
+    log(f"done ({'ok' if code == 0 else 'FAILED at ' + RESULTS['step']}) in {RESULTS['seconds']} s")
+    try:
+        addon("runner").shutdown()
+    except Exception:  # the add-on may not have been installed; nothing to stop then
+        pass
+    os._exit(code)
+
+
+def drive() -> float | None:
+    try:
+        return next(STEPS)
+    except StopIteration:
+        finish(0)
+    except Exception as exc:
+        RESULTS["error"] = f"{type(exc).__name__}: {exc}"
+        RESULTS["traceback"] = traceback.format_exc()
+        log(RESULTS["traceback"])
+        try:
+            screenshot("gui-failure")
+        except Exception:
+            pass
+        finish(1)
+    return None
+
+
+save_results()
+# Start once the window exists and has drawn.
+bpy.app.timers.register(drive, first_interval=0.5)

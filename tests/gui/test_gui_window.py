@@ -1,0 +1,321 @@
+"""Real-window tests: the extension in a real Blender 4.3 with its window on a virtual X screen.
+
+Run with the main environment's Python (not inside Blender):
+
+    .venv/bin/python -m pytest tests/gui -v
+    TRAJMASTER_UPDATE_SCREENSHOTS=1 .venv/bin/python -m pytest tests/gui    # refresh docs/images/gui-*.png
+
+The tool that runs Blender is `blender-gui` in the `shared/` folder beside the checkout (a Debian
+chroot with Blender, Xvfb, ImageMagick and xdotool; it needs root). Without it, or without root,
+these tests skip. One Blender session (tests/gui/gui_session.py) does everything a user would:
+install the zip built by Blender's own builder with Blender's own installer, open the TrajMaster
+tab, set up a shot, Generate and Cancel, Generate to the end, look at the take in the sequencer
+and the add-on's preferences, taking screenshots. The tests below each check one part of what
+that session reported. The backend runs in a virtual environment inside the chroot (its
+Python 3.13), built once and kept under /tmp, keyed by the preview requirements.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOL = ROOT.parent / "shared" / "tools" / "blender-gui"
+SCRIPT = Path(__file__).with_name("gui_session.py")
+DOC_IMAGES = ROOT / "docs" / "images"
+UPDATE_ENV = "TRAJMASTER_UPDATE_SCREENSHOTS"
+# The whole Blender session; blender-gui kills Blender itself after this (BLENDER_GUI_TIMEOUT).
+SESSION_TIMEOUT_S = 300
+# Tall enough for the whole N-panel (shot, entities, presets, viewport, model, generate) without scrolling.
+SCREEN = "1600x1200x24"
+MAX_DOC_IMAGE_BYTES = 300_000
+# Screenshots that go into the docs, and those that are only kept with the test's output.
+DOC_SCREENSHOTS = ("gui-npanel", "gui-progress", "gui-cancelled", "gui-finished", "gui-sequencer", "gui-preferences")
+OPTIONAL_SCREENSHOTS = ("gui-overlay", "gui-presets", "gui-model")
+SIDEBAR_SCREENSHOTS = {"gui-npanel", "gui-progress", "gui-cancelled", "gui-finished", "gui-presets", "gui-model"}
+
+
+def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _tail(text: str, lines: int = 60) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _unavailable() -> str | None:
+    """Why blender-gui cannot run here, or None when it can."""
+    if not TOOL.is_file():
+        return f"no {TOOL} (the shared/ folder beside the checkout holds the real-window tool)"
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "blender-gui needs root (it uses a chroot and mount namespaces)"
+    if shutil.which("unshare") is None or shutil.which("chroot") is None:
+        return "blender-gui needs unshare and chroot (util-linux, coreutils)"
+    try:
+        # Builds the chroot the first time (a minute, needs the Debian mirror); a no-op afterwards.
+        probe = _run([str(TOOL), "shell", "true"], timeout=900)
+    except subprocess.TimeoutExpired:
+        return "blender-gui could not set up its chroot within 15 minutes"
+    if probe.returncode != 0:
+        return f"blender-gui cannot start its chroot here (exit {probe.returncode}): {_tail(probe.stderr, 5)}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def tool() -> Path:
+    reason = _unavailable()
+    if reason:
+        pytest.skip(reason)
+    return TOOL
+
+
+def _preview_requirements() -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return list(project["optional-dependencies"]["preview"])
+
+
+@pytest.fixture(scope="module")
+def backend_python(tool: Path) -> str:
+    """A Python inside the chroot with the preview engine's packages (Blender there cannot run
+    this machine's .venv: another libc, another Python). Built once per requirements set."""
+    requirements = _preview_requirements()
+    key = hashlib.sha256("\n".join(["python3 -m venv", *requirements]).encode()).hexdigest()[:12]
+    env = Path(f"/tmp/trajmaster-gui-backend-{key}")
+    python = env / "bin" / "python"
+    ready = env / ".ready"
+    with open(f"{env}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs at once build it once
+        if ready.exists():
+            return str(python)
+        shutil.rmtree(env, ignore_errors=True)
+        steps = (
+            ["python3", "-m", "venv", str(env)],
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements],
+            [str(python), "-c", "import numpy, PIL, imageio_ffmpeg, jsonschema"],
+        )
+        for cmd in steps:
+            done = _run([str(tool), "shell", *cmd], timeout=600)
+            if done.returncode != 0:
+                pytest.fail(
+                    f"could not set up the backend's Python inside the chroot: {' '.join(cmd)} exited "
+                    f"{done.returncode}\n{_tail(done.stdout)}\n{_tail(done.stderr)}"
+                )
+        ready.write_text("\n".join(requirements))
+    return str(python)
+
+
+@pytest.fixture(scope="module")
+def extension_zip(tool: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The extension zip, built by the chroot's Blender 4.3 with its own builder (the Blender that
+    installs it), from the working tree."""
+    out = tmp_path_factory.mktemp("gui-dist") / "trajmaster_previz.zip"
+    cmd = ["blender", "--command", "extension", "build", "--source-dir", str(ROOT), "--output-filepath", str(out)]
+    done = _run([str(tool), "shell", *cmd], timeout=180)
+    assert done.returncode == 0 and out.is_file(), (
+        f"Blender's extension builder failed (exit {done.returncode}):\n{_tail(done.stdout)}\n{_tail(done.stderr)}"
+    )
+    return out
+
+
+@dataclass
+class Session:
+    results: dict[str, Any]
+    log: str
+    screens: Path
+    returncode: int | None
+
+    def completed(self, step: str) -> bool:
+        names = [s["name"] for s in self.results.get("steps", [])]
+        return self.results.get("ok") or (step in names and names.index(step) < len(names) - 1)
+
+    def need(self, step: str) -> dict[str, Any]:
+        """The results, or a failure that says where the session stopped and shows Blender's log."""
+        if not self.completed(step):
+            where = self.results.get("step", "before its first step")
+            error = self.results.get("error") or (
+                f"Blender exited with {self.returncode}" if self.returncode is not None else "Blender was killed"
+            )
+            pytest.fail(
+                f"the Blender session did not get through '{step}': it stopped at '{where}' ({error})\n"
+                f"{self.results.get('traceback', '')}\n--- Blender's log (last lines) ---\n{_tail(self.log, 80)}",
+                pytrace=False,
+            )
+        return self.results
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def session(tool: Path, backend_python: str, extension_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> Session:
+    """One real Blender session running tests/gui/gui_session.py; its results, log and screenshots."""
+    base = tmp_path_factory.mktemp("gui-session")
+    for sub in ("screens", "work"):
+        (base / sub).mkdir()
+    config = {
+        "zip": str(extension_zip),
+        "python": backend_python,
+        "work": str(base / "work"),
+        "screens": str(base / "screens"),
+        "results": str(base / "results.json"),
+    }
+    (base / "config.json").write_text(json.dumps(config, indent=1))
+    log_path = base / "blender.log"
+    env = {**os.environ, "BLENDER_GUI_TIMEOUT": str(SESSION_TIMEOUT_S), "BLENDER_GUI_SCREEN": SCREEN}
+    env.pop("TRAJMASTER_PYTHON", None)  # the session sets the chroot's backend Python itself
+    returncode: int | None
+    with open(log_path, "w") as log:
+        # Its own process group, so that a hang is ended with everything it started (Xvfb, Blender, the worker).
+        proc = subprocess.Popen(
+            [str(tool), "run", str(SCRIPT), str(base / "config.json")],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            returncode = proc.wait(timeout=SESSION_TIMEOUT_S + 30)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            returncode = None
+    results_path = Path(config["results"])
+    results = json.loads(results_path.read_text()) if results_path.exists() else {"steps": []}
+    print(f"\nreal-window session: {results.get('seconds')} s in Blender; screenshots in {base / 'screens'}")
+    return Session(results, log_path.read_text(errors="replace"), base / "screens", returncode)
+
+
+# --- the tests --------------------------------------------------------------------------------
+
+
+def test_session_ends_cleanly(session: Session) -> None:
+    results = session.need("quit")
+    assert session.returncode == 0, f"Blender exited with {session.returncode}\n{_tail(session.log)}"
+    assert results["ok"]
+
+
+def test_panel_opens_on_the_trajmaster_tab(session: Session) -> None:
+    results = session.need("check the shot")
+    assert results["sidebar"]["category"] == "TrajMaster"
+    if results["shot_source"] == "built by the test":
+        # The test's own shot is inside what the model was trained on: Check Shot lists nothing.
+        assert results["findings"] == [], results["findings"]
+
+
+def test_progress_bar_moves_while_generating(session: Session) -> None:
+    results = session.need("generate to the end")
+    for run in ("cancelled", "finished"):
+        samples = results[f"{run}_samples"]
+        rendering = [s for s in samples if s["stage"] == "rendering" and s["total"]]
+        steps = [s["step"] for s in rendering]
+        fractions = [s["fraction"] for s in rendering]
+        # Sampled at every change the panel could draw, over the add-on's timer ticks.
+        assert len(rendering) >= 2, f"{run}: the progress did not move over the timer ticks: {samples}"
+        assert steps == sorted(steps) and len(set(steps)) == len(steps), f"{run}: steps went back: {steps}"
+        assert fractions == sorted(fractions) and 0 < fractions[0] < fractions[-1] <= 1, fractions
+        assert all(s["total"] == 49 for s in rendering)
+    assert 0 < results["progress_screenshot_step"] < 49, "the mid-generation screenshot was not taken mid-run"
+
+
+def test_cancel_leaves_no_take(session: Session) -> None:
+    results = session.need("generate, then cancel")
+    assert results["cancelled_cancel_at"] < 49
+    assert "cancelled" in results["cancelled_message"].lower(), results["cancelled_message"]
+    assert results["cancelled_error"] == ""
+    assert results["cancelled_strips"] == [], "a cancelled run left a strip in the sequencer"
+    # No partial video, no sidecar, and the job file of the take that does not exist is gone.
+    assert results["cancelled_files"] == [], results["cancelled_files"]
+
+
+def test_finished_take_spans_the_shot(session: Session) -> None:
+    results = session.need("generate to the end")
+    assert results["finished_error"] == ""
+    assert results["finished_message"] == "Added Scene_take_001"
+    assert results["finished_files"] == ["Scene_take_001.job.json", "Scene_take_001.json", "Scene_take_001.mp4"]
+    (strip,) = results["strips"]
+    start, end = results["shot_range"]
+    assert strip["type"] == "MOVIE" and strip["name"] == "Scene_take_001" and not strip["mute"]
+    assert (strip["start"], strip["end"]) == (start, end + 1), "the take does not span the shot"
+    assert strip["filepath"] == str(Path(results["take_folder"]) / "Scene_take_001.mp4")
+
+
+def test_worker_is_kept_between_jobs_and_stopped_on_quit(session: Session) -> None:
+    results = session.need("quit")
+    pid = results["worker_pid"]
+    assert pid is not None, "no backend worker after the first Generate"
+    assert results["worker_pid_after"] == pid, "the worker was restarted between two jobs (the model would reload)"
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower(), (
+        f"the backend worker (pid {pid}) outlived Blender"
+    )
+
+
+def test_no_python_errors_in_blenders_log(session: Session) -> None:
+    session.need("quit")
+    # Errors in draw() or a timer do not stop Blender: they only show in its log.
+    tracebacks = [chunk for chunk in session.log.split("Traceback (most recent call last):")[1:]]
+    assert not tracebacks, "Python errors in Blender's log:\n" + "\n---\n".join(t[:2000] for t in tracebacks)
+
+
+def test_screenshots(session: Session) -> None:
+    results = session.need("quit")
+    shots = results["screenshots"]
+    missing = [name for name in DOC_SCREENSHOTS if name not in shots or not Path(shots[name]).is_file()]
+    assert not missing, f"screenshots not taken: {missing}"
+    from PIL import Image
+
+    prepared = session.screens / "docs"
+    prepared.mkdir(exist_ok=True)
+    for name in (*DOC_SCREENSHOTS, *OPTIONAL_SCREENSHOTS):
+        if name not in shots:
+            continue
+        image = Image.open(shots[name]).convert("RGB")
+        assert image.width > 100 and image.height > 100, f"{name} is {image.size}"
+        colours = image.resize((64, 64)).getcolors(64 * 64) or []
+        assert len(colours) > 8, f"{name} is blank: Blender's window was not drawn"
+        if name in SIDEBAR_SCREENSHOTS:
+            image = trim_bottom(image)
+        out = prepared / f"{name}.png"
+        image.save(out, optimize=True)
+        if out.stat().st_size > MAX_DOC_IMAGE_BYTES:
+            image.quantize(colors=256).save(out, optimize=True)
+        assert out.stat().st_size <= MAX_DOC_IMAGE_BYTES, f"{name} is {out.stat().st_size} bytes"
+    if os.environ.get(UPDATE_ENV) == "1":
+        for png in prepared.glob("gui-*.png"):
+            shutil.copyfile(png, DOC_IMAGES / png.name)
+        print(f"updated {len(list(prepared.glob('gui-*.png')))} screenshots in {DOC_IMAGES}")
+
+
+def trim_bottom(image: Any, margin: int = 6) -> Any:
+    """Cut the empty sidebar below the last panel (the sidebar is drawn without region overlap,
+    so below the panels every row has the background's colour); the tab strip on the right is ignored."""
+    width, height = image.size
+    pixels = image.load()
+    # A few rows up: the last rows are the area's border, darker than the sidebar.
+    background = pixels[8, height - 5]
+    content = width - 40
+
+    def empty(y: int) -> bool:
+        return all(sum(abs(a - b) for a, b in zip(pixels[x, y], background, strict=True)) < 12 for x in range(content))
+
+    bottom = height - 4
+    while bottom > 1 and empty(bottom - 1):
+        bottom -= 1
+    return image.crop((0, 0, width, min(height, bottom + margin)))
