@@ -34,11 +34,14 @@ class Report:
 
     def stage(self, stage: str, message: str) -> None:
         self.check_cancel()
+        self._eta.pop(stage, None)  # a stage can run again (a second download, a retry): time it afresh
         self._emit("stage", stage=stage, message=message)
 
     def progress(self, step: int, total: int, stage: str = "sampling") -> None:
         """`step` of `total` units of `stage` are done (1-based). Raises Cancelled if asked to."""
-        eta = self._eta.setdefault(stage, Eta(total))
+        eta = self._eta.get(stage)
+        if eta is None or eta.total != total:
+            eta = self._eta[stage] = Eta(total)
         remaining = eta.update(step)
         self._emit(
             "progress", stage=stage, step=step, total=total, fraction=round(step / max(total, 1), 4), eta_s=remaining

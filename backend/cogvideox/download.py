@@ -53,8 +53,21 @@ def download(args: argparse.Namespace, report: Report) -> dict[str, Any]:
 
 
 def _fetch(repo: tuple[str, str], dest: Path, ignore: list[str], args: argparse.Namespace, report: Report) -> str:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+        )
+    except ImportError:
+        raise UserError(
+            "missing_dependency",
+            "Downloading the weights needs the package 'huggingface_hub', which this Python does not have.",
+            "Set up the backend with the full model (pip install trajmaster-previz[full]), or pip install "
+            "huggingface_hub.",
+        ) from None
 
     repo_id, folder = repo
     report.stage("downloading", f"{'Checking' if args.offline else 'Downloading'} {repo_id} into {dest / folder}")
