@@ -112,9 +112,10 @@ def xdotool(*args: str) -> None:
 
 
 def park_mouse() -> None:
-    """Away from buttons, so no hover highlight or tooltip ends up in a screenshot."""
+    """Away from buttons, so no hover highlight or tooltip ends up in a screenshot: the status
+    bar's empty left end, at the bottom of the window."""
     win = window()
-    xdotool("mousemove", str(win.x + win.width // 3), str(win.y + win.height // 2))
+    xdotool("mousemove", str(win.x + 4), str(win.y + win.height - 4))
 
 
 def screenshot(name: str, crop: tuple[int, int, int, int] | None = None, wait: bool = True) -> None:
@@ -188,7 +189,10 @@ def show_category(area: bpy.types.Area, category: str) -> Iterator[float]:
         if seen[-1] == category:
             break
         sx, sy = screen_xy(ui, tabs_x, y)
-        xdotool("mousemove", str(sx), str(sy), "click", "1")
+        # Blender makes the region under the mouse active on motion: move, let it notice, then click.
+        xdotool("mousemove", str(sx), str(sy))
+        yield from settle(0.1)
+        xdotool("click", "1")
         yield from settle(0.1)
         if ui.active_panel_category != seen[-1]:
             seen.append(ui.active_panel_category)
@@ -219,6 +223,117 @@ def widen_sidebar(area: bpy.types.Area, width: int) -> Iterator[float]:
         park_mouse()
         yield from settle(0.3)
     RESULTS["notes"].append(f"sidebar width {ui.width} px (asked for {width})")
+
+
+# --- sections of the N-panel ---------------------------------------------------------------------
+#
+# Panel positions are not in Blender's API, so for screenshots of one section the test adds thin
+# magenta bars between the sections (its own header-less sub-panels at chosen bl_order values) and
+# cuts the sidebar's screenshot at them. They are registered only for those screenshots.
+
+MAIN_PANEL = "TRAJMASTER_PT_main"
+# bl_order of each bar: the add-on's sub-panels are Entities 10, Presets 12, Viewport 15, Model 20, Generate 30.
+MARKERS = (1, 11, 13, 16, 21, 29)
+# section screenshot -> (bar above it or None for the sidebar's top, bar below it or None for its bottom)
+SECTIONS = {
+    "gui-shot": (None, 1),
+    "gui-entities": (1, 11),
+    "gui-presets": (11, 13),
+    "gui-viewport": (13, 16),
+    "gui-model": (16, 21),
+    "gui-generate": (29, None),
+}
+_marker_classes: list[type] = []
+
+
+def _draw_marker(self: bpy.types.Panel, context: bpy.types.Context) -> None:
+    self.layout.prop(context.window_manager, "trajmaster_gui_marker", text="")
+
+
+def add_markers() -> None:
+    bpy.types.WindowManager.trajmaster_gui_marker = bpy.props.FloatVectorProperty(
+        subtype="COLOR", size=3, min=0.0, max=1.0, default=(1.0, 0.0, 1.0)
+    )
+    for order in MARKERS:
+        cls = type(f"TRAJMASTERGUI_PT_marker_{order}", (bpy.types.Panel,), {
+            "bl_space_type": "VIEW_3D", "bl_region_type": "UI", "bl_category": CATEGORY, "bl_label": "",
+            "bl_parent_id": MAIN_PANEL, "bl_order": order, "bl_options": {"HIDE_HEADER"}, "draw": _draw_marker,
+        })
+        bpy.utils.register_class(cls)
+        _marker_classes.append(cls)
+
+
+def remove_markers() -> None:
+    while _marker_classes:
+        bpy.utils.unregister_class(_marker_classes.pop())
+    del bpy.types.WindowManager.trajmaster_gui_marker
+
+
+def magenta_bands(png: Path) -> list[tuple[int, int]]:
+    """Rows (top, bottom; from the image's top) of the magenta bars in a sidebar screenshot."""
+    import numpy as np  # Blender's own Python has numpy
+
+    image = bpy.data.images.load(str(png), check_existing=False)
+    try:
+        width, height = image.size
+        pixels = np.empty(width * height * 4, dtype=np.float32)
+        image.pixels.foreach_get(pixels)
+    finally:
+        bpy.data.images.remove(image)
+    rgb = pixels.reshape(height, width, 4)[::-1, :, :3]  # Blender's rows start at the bottom
+    magenta = (rgb[..., 0] > 0.9) & (rgb[..., 1] < 0.1) & (rgb[..., 2] > 0.9)
+    rows = magenta.sum(axis=1) > 0.3 * width
+    bands: list[tuple[int, int]] = []
+    for y in np.flatnonzero(rows):
+        if bands and y == bands[-1][1] + 1:
+            bands[-1] = (bands[-1][0], int(y))
+        else:
+            bands.append((int(y), int(y)))
+    return bands
+
+
+def cut_sections(full: Path, names: tuple[str, ...]) -> None:
+    """Cut the named sections out of a sidebar screenshot taken with the bars in place."""
+    bands = magenta_bands(full)
+    check(len(bands) == len(MARKERS), f"found {len(bands)} section bars in {full.name}, expected {len(MARKERS)}")
+    row = dict(zip(MARKERS, bands, strict=True))
+    height = int(subprocess.run(["identify", "-format", "%h", str(full)], capture_output=True, text=True,
+                                check=True).stdout)
+    for name in names:
+        above, below = SECTIONS[name]
+        top = 0 if above is None else row[above][1] + 4
+        bottom = height if below is None else row[below][0] - 4
+        if bottom - top < 24:
+            RESULTS["notes"].append(f"{name}: that section is empty here")
+            continue
+        out = SCREENS / f"{name}.png"
+        subprocess.run(["convert", str(full), "-crop", f"10000x{bottom - top}+0+{top}", "+repage", str(out)],
+                       check=True, timeout=30)
+        RESULTS["screenshots"][name] = str(out)
+
+
+def toggle_model_panel(ui: bpy.types.Region, want_open: bool) -> Iterator[float]:
+    """Click the Model sub-panel's header (closed by default), found just below the bar 16."""
+    full = SCREENS / "full-sections.png"
+    screenshot(full.stem, region_crop(ui))
+    bands = dict(zip(MARKERS, magenta_bands(full), strict=False))
+    check(16 in bands and 21 in bands, "the section bars around the Model panel are not on screen")
+    closed_gap = 60  # a closed panel is a header (about 25 px) and the margins
+    if (bands[21][0] - bands[16][1] > closed_gap) == want_open:
+        return
+    x, top = screen_xy(ui, 60, ui.height)
+    # Blender makes the region under the mouse active on motion: move, let it notice, then click.
+    xdotool("mousemove", str(x), str(top + bands[16][1] + 22))
+    yield from settle(0.3)
+    xdotool("click", "1")
+    yield from settle(0.2)
+    park_mouse()
+    yield from settle(0.6, redraw=True)
+    screenshot(full.stem, region_crop(ui))
+    bands = dict(zip(MARKERS, magenta_bands(full), strict=False))
+    # Opened, the panel pushes the bar below it down (or off the bottom of the sidebar).
+    is_open = 21 not in bands or bands[21][0] - bands[16][1] > closed_gap
+    RESULTS["notes"].append(f"Model panel open: {is_open} (wanted {want_open})")
 
 
 # --- the add-on ---------------------------------------------------------------------------------
@@ -273,9 +388,8 @@ def build_shot() -> str:
     scene = bpy.context.scene
     scene.render.fps = 24
     scene.frame_start, scene.frame_end = SHOT_START, SHOT_END
-    for obj in list(scene.objects):
-        if obj.type in ("MESH", "LIGHT"):
-            bpy.data.objects.remove(obj)
+    for obj in list(scene.objects):  # the start-up file's cube, light and camera
+        bpy.data.objects.remove(obj)
     if has_operator("trajmaster.load_example_shot"):
         try:
             with override(area_of("VIEW_3D"), "UI"):
@@ -284,7 +398,9 @@ def build_shot() -> str:
                 return "preset demo"
         except (TypeError, RuntimeError) as exc:
             RESULTS["notes"].append(f"load_example_shot(name='demo') failed ({exc}); built the shot by hand")
-    cam = scene.camera
+    cam = bpy.data.objects.new("ShotCam", bpy.data.cameras.new("ShotCam"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
     cam.location = (0.0, -9.0, 1.7)
     cam.rotation_euler = (math.radians(84), 0.0, 0.0)
     # Linear keys: an even pace, inside the 1-3 m/s the model was trained on (no easing peaks).
@@ -362,7 +478,7 @@ def generate_and_watch(label: str, stop_after: int | None) -> Iterator[float]:
             cancelled = True
             RESULTS[f"{label}_cancel_at"] = s.step
         if stop_after is None and not shot_taken and s.stage == "rendering" and s.total and s.step >= s.total // 3:
-            screenshot("gui-progress", region_crop(region_of(view3d, "UI")), wait=False)
+            screenshot("full-progress", region_crop(region_of(view3d, "UI")), wait=False)
             shot_taken = True
             RESULTS["progress_screenshot_step"] = s.step
         yield POLL_S
@@ -410,6 +526,18 @@ def scenario() -> Iterator[float]:
     screenshot("gui-npanel", region_crop(ui))
     screenshot("gui-window")
 
+    step("show the overlay")
+    yield from show_overlay(view3d)
+
+    step("screenshot each section")
+    add_markers()
+    yield from settle(0.5, redraw=True)
+    yield from toggle_model_panel(ui, want_open=True)
+    cut_sections(SCREENS / "full-sections.png", ("gui-shot", "gui-entities", "gui-presets", "gui-viewport",
+                                                 "gui-model"))
+    # Closed again, so that Generate and its progress bar stay on screen below it.
+    yield from toggle_model_panel(ui, want_open=False)
+
     folder = WORK / "trajmaster" / bpy.context.scene.name
     RESULTS["take_folder"] = str(folder)
 
@@ -418,7 +546,10 @@ def scenario() -> Iterator[float]:
     RESULTS["cancelled_files"] = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
     RESULTS["cancelled_strips"] = [s.name for s in take_strips()]
     RESULTS["worker_pid"] = runner.worker_pid()
-    screenshot("gui-cancelled", region_crop(ui))
+    screenshot("full-cancelled", region_crop(ui))
+    cut_sections(SCREENS / "full-cancelled.png", ("gui-generate",))
+    Path(RESULTS["screenshots"].pop("gui-generate")).replace(SCREENS / "gui-cancelled.png")
+    RESULTS["screenshots"]["gui-cancelled"] = str(SCREENS / "gui-cancelled.png")
 
     step("generate to the end")
     yield from generate_and_watch("finished", stop_after=None)
@@ -432,7 +563,13 @@ def scenario() -> Iterator[float]:
     ]
     RESULTS["shot_range"] = [bpy.context.scene.trajmaster.frame_start, bpy.context.scene.trajmaster.frame_end]
     RESULTS["max_tick_ms"] = runner.status.max_tick_ms
-    screenshot("gui-finished", region_crop(ui))
+    for stage in ("progress", "finished"):
+        if stage == "finished":
+            screenshot("full-finished", region_crop(ui))
+        cut_sections(SCREENS / f"full-{stage}.png", ("gui-generate",))
+        Path(RESULTS["screenshots"].pop("gui-generate")).replace(SCREENS / f"gui-{stage}.png")
+        RESULTS["screenshots"][f"gui-{stage}"] = str(SCREENS / f"gui-{stage}.png")
+    remove_markers()
 
     step("show the take in the sequencer")
     yield from show_sequencer(strips)
@@ -446,6 +583,36 @@ def scenario() -> Iterator[float]:
     if pid is not None:
         yield from wait_until(lambda: not pid_alive(pid), 10, f"the backend worker (pid {pid}) to exit")
     RESULTS["ok"] = True
+
+
+def show_overlay(view3d: bpy.types.Area) -> Iterator[float]:
+    """The viewport with the add-on's overlay (paths, slots, the model's camera), seen from above
+    and behind the camera. Skipped, with a note, by an add-on without the overlay."""
+    settings = bpy.context.scene.trajmaster
+    if not hasattr(settings, "show_overlay"):
+        RESULTS["notes"].append("no overlay in this add-on: no gui-overlay screenshot")
+        return
+    settings.show_overlay = True
+    overlay = addon("overlay")
+    yield from wait_until(lambda: getattr(overlay.entry(bpy.context.scene), "geometry", None) is not None, 20,
+                          "the overlay's geometry to be built")
+    from mathutils import Euler, Vector
+
+    points = [e.object.matrix_world.translation for e in settings.entities if e.object is not None]
+    camera = settings.camera or bpy.context.scene.camera
+    if camera is not None:
+        points.append(camera.matrix_world.translation)
+    centre = sum(points, Vector()) / len(points)
+    view = view3d.spaces.active.region_3d
+    view.view_perspective = "PERSP"
+    view.view_location = centre
+    view.view_rotation = Euler((math.radians(58), 0.0, math.radians(-28))).to_quaternion()
+    view.view_distance = 1.8 * max((p - centre).length for p in points) + 6.0
+    yield from settle(1.0, redraw=True)
+    # The viewport is tall here (a tall screen keeps the whole N-panel on it): keep a 3:2 band of its middle.
+    x, y, w, h = region_crop(region_of(view3d, "WINDOW"))
+    band = min(h, w * 2 // 3)
+    screenshot("gui-overlay", (x, y + (h - band) // 2, w, band))
 
 
 def show_sequencer(strips: list[Any]) -> Iterator[float]:
@@ -467,6 +634,14 @@ def show_sequencer(strips: list[Any]) -> Iterator[float]:
     yield from show_category(area, CATEGORY)
     with override(area):
         bpy.ops.sequencer.view_all()
+    yield from settle(0.3)
+    # view_all keeps seven channels in view: zoom to the take's channel and two above it.
+    strip = strips[0]
+    view2d = region_of(area, "WINDOW").view2d
+    x0, y0 = view2d.view_to_region(strip.frame_final_start - 4, strip.channel - 0.2, clip=False)
+    x1, y1 = view2d.view_to_region(strip.frame_final_end + 4, strip.channel + 3, clip=False)
+    with override(area):
+        bpy.ops.view2d.zoom_border(xmin=x0, xmax=x1, ymin=y0, ymax=y1, wait_for_input=False)
     yield from settle(0.8, redraw=True)
     # The whole area: its header, the preview, the strips and the take panel.
     screenshot("gui-sequencer", area_crop(area))
@@ -478,6 +653,8 @@ def show_preferences() -> Iterator[float]:
 
     area = area_of("SEQUENCE_EDITOR")
     area.type = "PREFERENCES"
+    # As a user sees them: the test's TRAJMASTER_PYTHON would show as overriding the preference.
+    os.environ.pop("TRAJMASTER_PYTHON", None)
     prefs = bpy.context.preferences
     prefs.active_section = "ADDONS"
     bpy.context.window_manager.addon_search = "TrajMaster"
@@ -486,6 +663,7 @@ def show_preferences() -> Iterator[float]:
     fake = addon_utils.addons_fake_modules.get(MODULE)
     check(fake is not None, "the add-on list does not know the extension")
     addon_utils.module_bl_info(fake)["show_expanded"] = True
+    park_mouse()
     yield from settle(1.0, redraw=True)
     screenshot("gui-preferences", area_crop(area))
 
