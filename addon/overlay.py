@@ -29,7 +29,7 @@ import numpy as np
 from bpy.app.handlers import persistent
 
 from ..backend import timeplan
-from . import compat, job_export, overlay_geometry, sampling
+from . import compat, job_export, overlay_geometry, redraw, sampling
 
 DEBOUNCE_S = 0.15
 # Related objects (parents, constraint and driver targets) followed this many links deep.
@@ -369,11 +369,7 @@ def _tick() -> float | None:
 
 
 def _redraw_viewports() -> None:
-    wm = bpy.context.window_manager
-    for window in wm.windows if wm else ():
-        for area in window.screen.areas:
-            if area.type == "VIEW_3D":
-                area.tag_redraw()
+    redraw.tag("VIEW_3D", "WINDOW")
 
 
 # --- drawing (the GPU side lives in overlay_draw.py, imported only when a viewport draws) ----

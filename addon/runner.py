@@ -25,7 +25,7 @@ from typing import Any
 import bpy
 from bpy.app.handlers import persistent
 
-from . import outputs, preferences, sequencer
+from . import outputs, preferences, redraw, sequencer
 from .supervisor import ONESHOT, WORKER, BackendUnavailable, Busy, Request, Supervisor, terminal_event
 
 TICK_S = 0.1
@@ -360,7 +360,7 @@ def tick() -> float | None:
         status.last_error = f"The add-on failed while following the backend ({type(exc).__name__}: {exc})."
         changed = True
     if changed:
-        _redraw()
+        _redraw(placed=status.last_take_at >= t0)
     # The tick that places a take is timed in _place(); every other tick only reads the queue.
     if status.last_take_at < t0:
         status.max_tick_ms = max(status.max_tick_ms, (time.perf_counter() - t0) * 1000)
@@ -372,14 +372,11 @@ def _ensure_timer() -> None:
         bpy.app.timers.register(tick, first_interval=TICK_S, persistent=True)
 
 
-def _redraw() -> None:
-    wm = bpy.context.window_manager
-    if wm is None:
-        return
-    for window in wm.windows:
-        for area in window.screen.areas:
-            if area.type in ("VIEW_3D", "SEQUENCE_EDITOR"):
-                area.tag_redraw()
+def _redraw(placed: bool) -> None:
+    # Progress only changes the sidebar; a placed take also changes the sequencer's timeline.
+    redraw.tag("VIEW_3D", "UI")
+    if placed:
+        redraw.tag("SEQUENCE_EDITOR")
 
 
 # --- findings --------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import bpy
 from bpy.props import BoolProperty, EnumProperty
 
-from . import compat, env_setup, preferences, runner
+from . import compat, env_setup, preferences, redraw, runner
 
 SETUP, DOWNLOAD, CHECK = "SETUP", "DOWNLOAD", "CHECK"
 KINDS = (
@@ -338,13 +338,7 @@ def _ensure_timer() -> None:
 
 
 def _redraw() -> None:
-    wm = bpy.context.window_manager
-    if wm is None:
-        return
-    for window in wm.windows:
-        for area in window.screen.areas:
-            if area.type == "PREFERENCES":
-                area.tag_redraw()
+    redraw.tag("PREFERENCES")
 
 
 def wait(kind: str, timeout: float | None = None) -> None:
