@@ -106,11 +106,5 @@ class TRAJMASTER_OT_match_model_camera(bpy.types.Operator):
 classes = (TRAJMASTER_OT_match_model_camera,)
 
 
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+# Blender's own helper: registers in order, unregisters in reverse.
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -11,7 +11,7 @@ from typing import ClassVar
 import bpy
 
 from ..backend import job as jobfile
-from . import compat, job_export, operators, properties, runner, sequencer
+from . import compat, job_export, operators, properties, runner, sequencer, ui_text
 
 CATEGORY = "TrajMaster"
 MAIN = "TRAJMASTER_PT_main"
@@ -197,20 +197,7 @@ class TRAJMASTER_PT_take(bpy.types.Panel):
 
 
 def _wrapped(layout: bpy.types.UILayout, context: bpy.types.Context, text: str, icon: str = "NONE") -> None:
-    """Long messages as several labels, wrapped to the region's width (a label does not wrap)."""
-    region = context.region
-    scale = context.preferences.view.ui_scale * context.preferences.system.pixel_size
-    # About 7.5 pixels per character at scale 1, less the icon and the margins.
-    width = max(20, int((region.width if region else 300) / (7.5 * scale)) - 6)
-    line, first = "", True
-    for word in text.split():
-        if line and len(line) + 1 + len(word) > width:
-            layout.label(text=line, icon=icon if first else "BLANK1")
-            line, first = word, False
-        else:
-            line = f"{line} {word}" if line else word
-    if line:
-        layout.label(text=line, icon=icon if first else "BLANK1")
+    ui_text.wrapped(layout, text, icon, ui_text.region_chars(context))
 
 
 classes = (
@@ -223,11 +210,5 @@ classes = (
 )
 
 
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+# Blender's own helper: registers in order, unregisters in reverse.
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -47,11 +47,5 @@ class TRAJMASTER_PT_viewport(bpy.types.Panel):
 classes = (TRAJMASTER_PT_viewport,)
 
 
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+# Blender's own helper: registers in order, unregisters in reverse.
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import textwrap
 from pathlib import Path
 from typing import ClassVar
 
@@ -31,7 +30,7 @@ from bpy.props import EnumProperty, IntProperty, StringProperty
 from mathutils import Quaternion
 
 from ..backend import poses, presets
-from . import compat, job_export, panel, properties, runner, sampling
+from . import compat, job_export, panel, properties, runner, sampling, ui_text
 
 # The extension's package (bl_ext.<repository>.trajmaster_previz): Blender keys the extension's
 # user folder by it.
@@ -586,12 +585,6 @@ class TRAJMASTER_MT_example_shots(bpy.types.Menu):
             self.layout.operator(TRAJMASTER_OT_load_example_shot.bl_idname, text=shot.label).name = shot.name
 
 
-def _wrapped(layout: bpy.types.UILayout, context: bpy.types.Context, text: str, icon: str) -> None:
-    """A long sentence as several labels (a label does not wrap), about as wide as the region."""
-    width = max(20, int((context.region.width if context.region else 300) / 7.5) - 6)
-    for i, line in enumerate(textwrap.wrap(text, width)):
-        layout.label(text=line, icon=icon if i == 0 else "BLANK1")
-
 
 class TRAJMASTER_PT_presets(bpy.types.Panel):
     bl_space_type = "VIEW_3D"
@@ -624,7 +617,7 @@ class TRAJMASTER_PT_presets(bpy.types.Panel):
         if lib.problems:
             col = layout.box().column(align=True)
             for problem in lib.problems:
-                _wrapped(col, context, problem, "ERROR")
+                ui_text.wrapped(col, problem, "ERROR", ui_text.region_chars(context))
 
 
 classes = (
@@ -640,16 +633,16 @@ classes = (
     TRAJMASTER_PT_presets,
 )
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
 
 def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    _register_classes()
 
 
 def unregister() -> None:
     global _library
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()
     _library = None
     _entity_items.clear()
     _location_items.clear()

@@ -186,14 +186,14 @@ class TRAJMASTER_PG_settings(bpy.types.PropertyGroup):
 
 classes = (TRAJMASTER_PG_entity, TRAJMASTER_PG_settings)
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
 
 def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    _register_classes()
     bpy.types.Scene.trajmaster = PointerProperty(type=TRAJMASTER_PG_settings)
 
 
 def unregister() -> None:
     del bpy.types.Scene.trajmaster
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

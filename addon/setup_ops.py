@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import bpy
 from bpy.props import BoolProperty, EnumProperty
 
-from . import compat, env_setup, preferences, redraw, runner
+from . import compat, env_setup, preferences, redraw, runner, ui_text
 
 SETUP, DOWNLOAD, CHECK = "SETUP", "DOWNLOAD", "CHECK"
 KINDS = (
@@ -492,19 +492,6 @@ class TRAJMASTER_OT_open_setup_log(bpy.types.Operator):
 # --- drawing (called from the preferences' draw) ----------------------------------------------
 
 
-def _wrapped(layout: bpy.types.UILayout, text: str, icon: str = "NONE", width: int = 110) -> None:
-    """A long sentence as several labels (a label does not wrap); the icon on the first."""
-    words, line, first = text.split(), "", True
-    col = layout.column(align=True)
-    for word in words:
-        if line and len(line) + 1 + len(word) > width:
-            col.label(text=line, icon=icon if first else "BLANK1")
-            line, first = word, False
-        else:
-            line = f"{line} {word}" if line else word
-    if line:
-        col.label(text=line, icon=icon if first else "BLANK1")
-
 
 def _draw_log(layout: bpy.types.UILayout, prefs: Any, activity: Activity) -> None:
     task = activity.task
@@ -527,7 +514,7 @@ def _draw_outcome(layout: bpy.types.UILayout, activity: Activity) -> None:
     if activity.state == "running" or not activity.message:
         return
     icon = {"done": "CHECKMARK", "cancelled": "INFO"}.get(activity.state, "ERROR")
-    _wrapped(layout, activity.message, icon)
+    ui_text.wrapped(layout, activity.message, icon)
 
 
 def _draw_running(layout: bpy.types.UILayout, activity: Activity, text: str, factor: float | None = None) -> None:
@@ -546,7 +533,8 @@ def draw_backend(prefs: Any, layout: bpy.types.UILayout) -> None:
     box.label(text="Backend Python", icon="CONSOLE")
     box.row().prop(prefs, "python_source", expand=True)
     if os.environ.get(preferences.ENV_PYTHON):
-        _wrapped(box, f"{preferences.ENV_PYTHON} is set and used instead: {os.environ[preferences.ENV_PYTHON]}", "INFO")
+        env_python = os.environ[preferences.ENV_PYTHON]
+        ui_text.wrapped(box, f"{preferences.ENV_PYTHON} is set and used instead: {env_python}", "INFO")
     setup = activities[SETUP]
     if prefs.python_source == preferences.MANAGED:
         env_dir = preferences.managed_env_dir()
@@ -575,7 +563,7 @@ def draw_backend(prefs: Any, layout: bpy.types.UILayout) -> None:
             if state["exists"]:
                 row.operator(TRAJMASTER_OT_setup_backend.bl_idname, text="Rebuild From Scratch").clear = True
             if not ok:
-                _wrapped(col, note.replace("to download", "to install the backend's packages"), "ERROR")
+                ui_text.wrapped(col, note.replace("to download", "to install the backend's packages"), "ERROR")
         _draw_outcome(col, setup)
         _draw_log(col, prefs, setup)
     else:
@@ -593,7 +581,7 @@ def _draw_check(prefs: Any, layout: bpy.types.UILayout) -> None:
     row.enabled = not activities[SETUP].running
     row.operator(TRAJMASTER_OT_check_backend.bl_idname, icon="VIEWZOOM")
     if check.state == "failed" and check.message:
-        _wrapped(col, check.message, "ERROR")
+        ui_text.wrapped(col, check.message, "ERROR")
     report = check.report
     if report is None:
         return
@@ -603,7 +591,7 @@ def _draw_check(prefs: Any, layout: bpy.types.UILayout) -> None:
         grid.label(text=value)
     icons = {"ok": "CHECKMARK", "warning": "ERROR", "error": "CANCEL", "info": "BLANK1"}
     for level, sentence in env_setup.doctor_sentences(report):
-        _wrapped(col, sentence, icons.get(level, "INFO"))
+        ui_text.wrapped(col, sentence, icons.get(level, "INFO"))
 
 
 def draw_weights(prefs: Any, layout: bpy.types.UILayout) -> None:
@@ -612,7 +600,7 @@ def draw_weights(prefs: Any, layout: bpy.types.UILayout) -> None:
     col = box.column()
     col.prop(prefs, "weights_folder")
     if os.environ.get(preferences.ENV_WEIGHTS):
-        _wrapped(
+        ui_text.wrapped(
             col, f"{preferences.ENV_WEIGHTS} is set and used instead: {os.environ[preferences.ENV_WEIGHTS]}", "INFO"
         )
     elif not prefs.weights_folder.strip():
@@ -629,7 +617,7 @@ def draw_weights(prefs: Any, layout: bpy.types.UILayout) -> None:
         row.enabled = ok and not activities[SETUP].running
         row.operator(TRAJMASTER_OT_download_weights.bl_idname, icon="IMPORT")
         if not ok:
-            _wrapped(col, note, "ERROR")
+            ui_text.wrapped(col, note, "ERROR")
     _draw_outcome(col, download)
     if download.state in ("failed",) or download.running:
         _draw_log(col, prefs, download)
@@ -651,15 +639,15 @@ def shutdown() -> None:
             activity.task.wait(timeout=env_setup.KILL_GRACE_S + 2)
             _poll(activity, max_lines=10_000)
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
 
 def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    _register_classes()
 
 
 def unregister() -> None:
     if bpy.app.timers.is_registered(tick):
         bpy.app.timers.unregister(tick)
     shutdown()
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()
