@@ -497,6 +497,13 @@ def _draw_log(layout: bpy.types.UILayout, prefs: Any, activity: Activity) -> Non
     task = activity.task
     if task is None:
         return
+    # A finished setup's log ends with the backend check's JSON: shown only on request (More Lines),
+    # the outcome sentence and the check's report say the same for people.
+    if activity.state == "done" and not prefs.show_full_log:
+        row = layout.row()
+        row.prop(prefs, "show_full_log", text="Show Log")
+        row.operator(TRAJMASTER_OT_open_setup_log.bl_idname, icon="TEXT").kind = activity.kind
+        return
     lines = task.tail.lines(TAIL_LONG if prefs.show_full_log else TAIL_SHORT)
     if not lines:
         return
@@ -540,7 +547,9 @@ def draw_backend(prefs: Any, layout: bpy.types.UILayout) -> None:
         env_dir = preferences.managed_env_dir()
         state = env_setup.env_state(env_dir)
         col = box.column()
-        if state["ready"]:
+        if setup.running:
+            col.label(text=f"Being set up in {env_dir}", icon="SORTTIME")
+        elif state["ready"]:
             label = "Preview Only" if state.get("choice") == "PREVIEW" else "Full Model"
             col.label(text=f"Ready ({label}): {state['python']}", icon="CHECKMARK")
         elif state["exists"]:
