@@ -353,13 +353,59 @@ def install() -> None:
         )
     check(result == {"FINISHED"}, f"package_install_files returned {result}")
     check(MODULE in bpy.context.preferences.addons, "the extension was installed but is not enabled")
-    # The backend Python inside the chroot, through paced_backend.py (see there: the preview engine is
-    # too quick to watch); the add-on reads TRAJMASTER_PYTHON when Generate starts.
+
+
+def set_up_backend() -> Iterator[float]:
+    """What the user guide tells a new user to do: allow online access, choose Preview Only and
+    press Set Up Backend; the managed environment is built with this Blender's own Python while
+    the log streams into the preferences."""
+    setup_ops, preferences = addon("setup_ops"), addon("preferences")
+    os.environ.pop("TRAJMASTER_PYTHON", None)  # it would win over the preference
+    bpy.context.preferences.system.use_online_access = True
+    check(bpy.app.online_access, "ticking Allow Online Access did not allow it for this session")
+    prefs = preferences.preferences()
+    prefs.python_source, prefs.env_choice = "MANAGED", "PREVIEW"
+    with override(area_of("VIEW_3D")):
+        result = bpy.ops.trajmaster.setup_backend()
+    activity = setup_ops.activities[setup_ops.SETUP]
+    check(result == {"FINISHED"}, f"Set Up Backend returned {result}: {activity.message}")
+    seen: list[int] = []  # log lines shown, sampled as the timer runs: the log must stream, not arrive at the end
+    area = area_of("VIEW_3D")  # the big area shows the preferences for a while
+    area.type = "PREFERENCES"
+    show_addon_preferences()
+    shot = False
+    deadline = time.monotonic() + CONFIG.get("setup_timeout", 300)
+    while activity.running:
+        check(time.monotonic() < deadline, f"Set Up Backend did not finish: {activity.message}")
+        count = len(activity.task.tail.lines(10_000)) if activity.task else 0
+        if not seen or count != seen[-1]:
+            seen.append(count)
+        if count >= 3 and not shot:
+            park_mouse()
+            yield from settle(0.3, redraw=True)
+            screenshot("gui-setup-running", area_crop(area))
+            shot = True
+        yield POLL_S * 4
+    RESULTS["setup"] = {
+        "state": activity.state,
+        "message": activity.message,
+        "log_counts": seen,
+        "python": activity.python,
+        "log": activity.log_path,
+        "seconds": round(time.monotonic() - deadline + CONFIG.get("setup_timeout", 300), 1),
+        "max_tick_ms": setup_ops.max_tick_ms,
+    }
+    check(activity.state == "done", f"Set Up Backend ended {activity.state}: {activity.message}")
+    python = preferences.backend_python()
+    RESULTS["setup"]["backend_python"] = python
+    area.type = "VIEW_3D"
+    # Generate runs that Python through paced_backend.py (see there: the preview engine is too quick
+    # to watch); the add-on reads TRAJMASTER_PYTHON when Generate starts.
     launcher = WORK / "backend-python"
     launcher.write_text(
         "#!/bin/sh\n"
         f"export TRAJMASTER_GUI_STEP_DELAY={CONFIG.get('step_delay', 0.06)}\n"
-        f'exec {CONFIG["python"]} {Path(__file__).with_name("paced_backend.py")} "$@"\n'
+        f'exec {python} {Path(__file__).with_name("paced_backend.py")} "$@"\n'
     )
     launcher.chmod(0o755)
     os.environ["TRAJMASTER_PYTHON"] = str(launcher)
@@ -495,6 +541,9 @@ def generate_and_watch(label: str, stop_after: int | None) -> Iterator[float]:
 def scenario() -> Iterator[float]:
     step("install the extension")
     install()
+
+    step("set up the backend")
+    yield from set_up_backend()
     runner = addon("runner")
     view3d = area_of("VIEW_3D")
 
@@ -647,14 +696,11 @@ def show_sequencer(strips: list[Any]) -> Iterator[float]:
     screenshot("gui-sequencer", area_crop(area))
 
 
-def show_preferences() -> Iterator[float]:
-    """Edit > Preferences > Add-ons, filtered to the extension and expanded, drawn in the big area."""
+def show_addon_preferences() -> None:
+    """Edit > Preferences > Add-ons, filtered to the extension and expanded (in an area already
+    switched to the Preferences editor)."""
     import addon_utils
 
-    area = area_of("SEQUENCE_EDITOR")
-    area.type = "PREFERENCES"
-    # As a user sees them: the test's TRAJMASTER_PYTHON would show as overriding the preference.
-    os.environ.pop("TRAJMASTER_PYTHON", None)
     prefs = bpy.context.preferences
     prefs.active_section = "ADDONS"
     bpy.context.window_manager.addon_search = "TrajMaster"
@@ -663,6 +709,15 @@ def show_preferences() -> Iterator[float]:
     fake = addon_utils.addons_fake_modules.get(MODULE)
     check(fake is not None, "the add-on list does not know the extension")
     addon_utils.module_bl_info(fake)["show_expanded"] = True
+
+
+def show_preferences() -> Iterator[float]:
+    """Edit > Preferences > Add-ons, filtered to the extension and expanded, drawn in the big area."""
+    area = area_of("SEQUENCE_EDITOR")
+    area.type = "PREFERENCES"
+    # As a user sees them: the test's TRAJMASTER_PYTHON would show as overriding the preference.
+    os.environ.pop("TRAJMASTER_PYTHON", None)
+    show_addon_preferences()
     park_mouse()
     yield from settle(1.0, redraw=True)
     screenshot("gui-preferences", area_crop(area))
