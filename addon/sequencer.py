@@ -124,8 +124,16 @@ def add_take(
     channel = free_channel(editor, start, end + 1, above)
     video = str(result["video"])
     name = str(result.get("name") or Path(video).stem)
+    filepath = video
+    if bpy.data.filepath:
+        try:
+            filepath = bpy.path.relpath(video)  # the .blend and its takes move together
+        except ValueError:
+            pass  # another drive (Windows): keep the absolute path
     try:
-        strip = compat.strips(editor).new_movie(name=name, filepath=video, channel=channel, frame_start=start)
+        # Given the final path here: setting strip.filepath afterwards would open the movie a second
+        # time (about 10 ms on the timer tick that places the take).
+        strip = compat.strips(editor).new_movie(name=name, filepath=filepath, channel=channel, frame_start=start)
     except RuntimeError as exc:
         raise TakeError(f"Blender could not open the take {video} ({exc}); the file may be damaged.") from None
     try:
@@ -133,11 +141,6 @@ def add_take(
     except BaseException:
         compat.strips(editor).remove(strip)
         raise
-    if bpy.data.filepath:
-        try:
-            strip.filepath = bpy.path.relpath(video)  # the .blend and its takes move together
-        except ValueError:
-            pass  # another drive (Windows): keep the absolute path
     for other in earlier:
         other.mute = True
     strip.mute = False

@@ -612,6 +612,7 @@ def scenario() -> Iterator[float]:
     ]
     RESULTS["shot_range"] = [bpy.context.scene.trajmaster.frame_start, bpy.context.scene.trajmaster.frame_end]
     RESULTS["max_tick_ms"] = runner.status.max_tick_ms
+    RESULTS["max_place_ms"] = runner.status.max_place_ms
     for stage in ("progress", "finished"):
         if stage == "finished":
             screenshot("full-finished", region_crop(ui))

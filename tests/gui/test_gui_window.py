@@ -171,6 +171,9 @@ def session(tool: Path, extension_zip: Path, tmp_path_factory: pytest.TempPathFa
     results_path = Path(config["results"])
     results = json.loads(results_path.read_text()) if results_path.exists() else {"steps": []}
     print(f"\nreal-window session: {results.get('seconds')} s in Blender; screenshots in {base / 'screens'}")
+    # Measured, not asserted (performance targets belong in benchmarks): shown with pytest -s.
+    print(f"timer ticks: max {results.get('max_tick_ms', 0):.2f} ms; the tick placing a take "
+          f"{results.get('max_place_ms', 0):.1f} ms")
     return Session(results, log_path.read_text(errors="replace"), base / "screens", returncode)
 
 
