@@ -184,3 +184,34 @@ def test_without_an_active_trajectory_the_model_is_the_stock_transformer():
         assert torch.equal(model(latents, prompt, attention_kwargs={"trajectory": condition}, **args)[0], expected)
         condition.active = True
         assert not torch.equal(model(latents, prompt, attention_kwargs={"trajectory": condition}, **args)[0], expected)
+
+
+def test_the_injector_sits_after_attn1_and_before_norm2_in_the_block():
+    """Model reference 4: the injector's norm1 sees the hidden states *after* attn1's residual
+    update, its gated output is added before norm2, and the text stream is left alone. Written
+    out with diffusers' stock block for everything but the injector itself."""
+    from backend.cogvideox.injector import INJECTOR_KEY
+
+    model = random_model()
+    ours = model.transformer_blocks[0]
+    stock = CogVideoXBlock(WIDTH, 2, 16, CONFIG["time_embed_dim"], attention_bias=True).eval()
+    stock.load_state_dict(ours.state_dict(), strict=False)
+    frames, grid = 3, (2, 2)
+    torch.manual_seed(8)
+    hidden, text, temb = torch.randn(2, frames * 4, WIDTH), torch.randn(2, 7, WIDTH), torch.randn(2, 16)
+    inputs = InjectorInputs(torch.randn(1, 5, WIDTH), torch.randn(1, 2, 4, WIDTH), torch.randn(1, 2, frames, 12))
+    rope = rotary(frames, grid)
+    with torch.no_grad():
+        norm_h, norm_e, gate, enc_gate = stock.norm1(hidden, text, temb)
+        attn_h, attn_e = stock.attn1(hidden_states=norm_h, encoder_hidden_states=norm_e, image_rotary_emb=rope)
+        h = hidden + gate * attn_h
+        e = text + enc_gate * attn_e
+        h = h + literal_injector_residual(ours, h, temb, inputs, rope)
+        norm_h, norm_e, gate_ff, enc_gate_ff = stock.norm2(h, e, temb)
+        ff = stock.ff(torch.cat([norm_e, norm_h], dim=1))
+        expected = (h + gate_ff * ff[:, 7:], e + enc_gate_ff * ff[:, :7])
+        got = ours(hidden, text, temb, rope, attention_kwargs={INJECTOR_KEY: inputs})
+        plain = stock(hidden, text, temb, rope)
+    assert (got[0] - plain[0]).abs().max() > 1e-2  # the injector really changed the block's output
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
