@@ -148,8 +148,6 @@ def build(context: bpy.types.Context, scene: bpy.types.Scene) -> Export:
         [i["poses"] for i in items],
         context13,
         mapping,
-        pose_frames=pose_times,
-        scene_fps=scene_fps(scene),
         tilts=tilts,
     )
     findings += checks.check_camera(video[0])

@@ -121,7 +121,6 @@ def settings_key(scene: bpy.types.Scene) -> tuple:
         settings.pose_mapping,
         settings.frame_start,
         settings.frame_end,
-        job_export.scene_fps(scene),
         tuple((e.object.name, e.forward_axis, tuple(round(c, 4) for c in e.color)) for e in items),
     )
 
@@ -260,7 +259,6 @@ def _sample(context: bpy.types.Context, scene: bpy.types.Scene) -> overlay_geome
         video[0] if camera else None,
         inputs,
         settings.pose_mapping.lower(),
-        job_export.scene_fps(scene),
     )
 
 

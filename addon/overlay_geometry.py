@@ -170,7 +170,6 @@ def build(
     camera_video: np.ndarray | None,
     entities: list[EntityInput],
     mapping: str,
-    scene_fps: float,
 ) -> Geometry:
     """Everything the overlay draws for one shot, from the sampled world matrices."""
     labels: list[Label] = []
@@ -192,7 +191,6 @@ def build(
                         Label(apex + axes[1] * LABEL_LIFT, "camera moves (the model assumes it still)", ORANGE)
                     )
 
-    seconds = checks.slot_seconds(list(slot_times), scene_fps) if scene_fps > 0 else None
     paths = []
     for k, ent in enumerate(entities):
         slots = np.asarray(ent.slots, dtype=np.float64)
@@ -209,7 +207,7 @@ def build(
             continue
         if context13 is not None and camera_slots is not None:
             pose = poses.model_poses(camera_slots, slots, ent.facing, mapping)  # type: ignore[arg-type]
-            found = checks.check_entity(k, ent.name, pose, context13, mapping, seconds, poses.tilt_degrees(slots))  # type: ignore[arg-type]
+            found = checks.check_entity(k, ent.name, pose, context13, mapping, poses.tilt_degrees(slots))  # type: ignore[arg-type]
             distance = np.linalg.norm(checks.horizontal_offset(pose, context13), axis=-1)
             for finding in found:
                 findings.append(finding)

@@ -1,8 +1,8 @@
 """Does a shot stay where the model was trained? Structured warnings, no exceptions.
 
 The training data (model reference, section 2): 1-3 entities, 3-13 m from a static camera, in
-view, yaw only, 1-3 m/s. Each finding is a Finding the add-on lists under the entities, the
-overlay draws where it occurs, and the CLI prints as a warning event.
+view, yaw only, 1-3 m/s over 2.8 s of motion per clip. Each finding is a Finding the add-on lists
+under the entities, the overlay draws where it occurs, and the CLI prints as a warning event.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import poses
+from . import poses, timeplan
 
 MAX_ENTITIES = 3
 MIN_DISTANCE = 3.0
@@ -73,13 +73,14 @@ def check_entity(
     pose: np.ndarray,
     context: np.ndarray,
     mapping: poses.Mapping,
-    slot_seconds: np.ndarray | None = None,
     tilt: np.ndarray | None = None,
 ) -> list[Finding]:
-    """Findings for one entity's poses (13 slots, or 49 video frames).
+    """Findings for one entity's 13 pose slots.
 
     `tilt` (degrees from upright per slot, see poses.tilt_degrees) enables the tilt check; in
-    exact mode it is read from the poses themselves when not given.
+    exact mode it is read from the poses themselves when not given. Speeds are measured on the
+    model's clock (timeplan.model_slot_seconds), so they depend on the path, not on the shot's
+    length.
     """
     found: list[Finding] = []
     pose = np.asarray(pose, dtype=np.float64)
@@ -156,12 +157,10 @@ def check_entity(
                 )
             )
 
-    if slot_seconds is not None and len(slot_seconds) == len(pose) and len(pose) > 1:
+    if len(pose) == timeplan.POSE_SLOTS:
         ground = horizontal_offset(pose, context)
-        dt = np.diff(np.asarray(slot_seconds, dtype=np.float64))
-        step = np.linalg.norm(np.diff(ground, axis=0), axis=-1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            speed = np.where(dt > 0, step / dt, 0.0)
+        dt = np.diff(np.asarray(timeplan.model_slot_seconds()))
+        speed = np.linalg.norm(np.diff(ground, axis=0), axis=-1) / dt
         fast = speed > MAX_SPEED
         if fast.any():
             slots = [s + 1 for s in _slot_list(fast)]
@@ -169,8 +168,10 @@ def check_entity(
                 Finding(
                     "too_fast",
                     "warning",
-                    f"{name} moves at up to {speed.max():.1f} m/s ({_slots_text(slots)}); the model was trained "
-                    f"on 1-{MAX_SPEED:.0f} m/s: lengthen the shot or shorten the path.",
+                    f"{name} moves too far between pose slots ({_slots_text(slots)}): up to {speed.max():.1f} m/s "
+                    f"as the model counts time (it takes every shot as {timeplan.TRAINING_MOTION_S:g} s of motion) "
+                    f"against the 1-{MAX_SPEED:.0f} m/s it was trained on: shorten the path (at most about "
+                    f"{MAX_SPEED * timeplan.TRAINING_MOTION_S:.1f} m); a longer shot does not help.",
                     index,
                     slots,
                 )
@@ -196,27 +197,18 @@ def check_camera(camera_matrices: np.ndarray) -> list[Finding]:
     return []
 
 
-def slot_seconds(pose_frames: list[float], scene_fps: float) -> np.ndarray:
-    """Real seconds of each pose slot from the shot start (for speeds)."""
-    frames = np.asarray(pose_frames, dtype=np.float64)
-    return (frames - frames[0]) / float(scene_fps)
-
-
 def check_shot(
     names: list[str],
     entity_poses: list[np.ndarray],
     context: np.ndarray,
     mapping: poses.Mapping,
-    pose_frames: list[float] | None = None,
-    scene_fps: float | None = None,
     tilts: list[np.ndarray] | None = None,
 ) -> list[Finding]:
-    """All findings for a shot given its model-convention poses."""
+    """All findings for a shot given its model-convention poses (13 slots per entity)."""
     found = check_count(len(names))
-    seconds = slot_seconds(pose_frames, scene_fps) if pose_frames and scene_fps else None
     for k, (name, pose) in enumerate(zip(names, entity_poses, strict=False)):
         tilt = tilts[k] if tilts is not None else None
-        found.extend(check_entity(k, name, pose, context, mapping, seconds, tilt))
+        found.extend(check_entity(k, name, pose, context, mapping, tilt))
     return found
 
 

@@ -47,8 +47,6 @@ def shot_findings(job: dict[str, Any]) -> list[checks.Finding]:
         [np.asarray(e["poses"]) for e in job["entities"]],
         context,
         job["pose_mapping"],
-        pose_frames=job["shot"]["pose_frames"],
-        scene_fps=job["shot"]["scene_fps"],
     )
 
 

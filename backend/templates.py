@@ -396,5 +396,5 @@ def template_findings(
         world, rz = to_world(positions, yaws, camera)
         matrices = np.stack([poses.yaw_matrix(r, tuple(p)) for p, r in zip(world, rz, strict=True)])
         pose = poses.model_poses(cameras, matrices, "NEG_Y", mapping)
-        found += checks.check_entity(k, f"{template.name} ({entity.role})", pose, context, mapping, seconds)
+        found += checks.check_entity(k, f"{template.name} ({entity.role})", pose, context, mapping)
     return found

@@ -11,6 +11,10 @@ VIDEO_FRAMES = 49
 POSE_SLOTS = 13
 VIDEO_FPS = 8
 TEMPORAL_COMPRESSION = 4
+# The release trained on 2.8 s of motion per clip, whatever the clip's playback length (model
+# reference, section 2). The model sees positions, not time: it takes every shot as this much
+# motion, so speeds that matter for staying in distribution are measured on this clock.
+TRAINING_MOTION_S = 2.8
 
 
 def video_frame_position(slot: int) -> float:
@@ -30,6 +34,12 @@ def pose_times(frame_start: float, frame_end: float) -> list[float]:
     """Blender times (frames, fractional) of the 13 pose slots."""
     span = frame_end - frame_start
     return [frame_start + span * video_frame_position(k) / (VIDEO_FRAMES - 1) for k in range(POSE_SLOTS)]
+
+
+def model_slot_seconds() -> list[float]:
+    """The 13 pose slots on the model's clock: seconds into the TRAINING_MOTION_S of motion the
+    model takes every shot to be, however long the shot is in the scene."""
+    return [TRAINING_MOTION_S * video_frame_position(k) / (VIDEO_FRAMES - 1) for k in range(POSE_SLOTS)]
 
 
 def split_time(time: float) -> tuple[int, float]:

@@ -13,8 +13,6 @@ def findings(job, **kw):
         [np.asarray(e["poses"]) for e in job["entities"]],
         context,
         job["pose_mapping"],
-        pose_frames=job["shot"]["pose_frames"],
-        scene_fps=job["shot"]["scene_fps"],
         **kw,
     )
 
@@ -48,10 +46,25 @@ def test_walking_behind_the_camera_is_out_of_view():
     assert "out_of_view" in codes(found)
 
 
-def test_too_fast_uses_real_seconds_from_the_scene_fps():
-    fast = findings(make_job([((-3, 0), (3, 0))], frame_end=49, fps=24))  # 6 m in 2 s
-    assert codes(fast) == ["too_fast"]
-    assert findings(make_job([((-3, 0), (3, 0))], frame_end=73, fps=24)) == []  # 6 m in 3 s
+def test_too_fast_counts_the_path_on_the_models_clock_not_the_shots_length():
+    # The model takes every shot as 2.8 s of motion (it trained on 2.8 s clips at 1-3 m/s): a 9 m
+    # walk is 3.2 m/s to it however long the shot lasts, and 6 m is 2.1 m/s even in one second.
+    for frame_end in (73, 241):  # 3 s and 10 s at 24 fps
+        fast = findings(make_job([((-4.5, 0), (4.5, 0))], frame_end=frame_end, fps=24))
+        (too_fast,) = [f for f in fast if f.code == "too_fast"]  # it also starts below the frame
+        assert "3.2 m/s" in too_fast.message and "shorten the path" in too_fast.message
+        assert too_fast.slots == list(range(1, 13))
+    assert findings(make_job([((-3, 0), (3, 0))], frame_end=25, fps=24)) == []
+
+
+def test_speed_is_checked_between_slots_where_it_happens():
+    # Standing still, then 1 m between the last two pose slots (4 video frames of 48): too fast there only.
+    job = make_job([((0, 0), (0, 0))])
+    poses_ = np.asarray(job["entities"][0]["poses"])
+    poses_[12, 9] += 1.0  # 1 m sideways in the camera frame between slots 11 and 12 (0.233 s of model time)
+    found = checks.check_entity(0, "Sprinter", poses_, np.asarray(job["camera"]["context"]), "rig")
+    assert codes(found) == ["too_fast"] and found[0].slots == [12]
+    assert "4.3 m/s" in found[0].message
 
 
 def test_pitched_or_rolled_entity_is_flagged_from_world_matrices():

@@ -113,11 +113,10 @@ def test_templates_applied_as_keyframes_raise_no_pose_warnings(template, camera)
     slots = np.asarray(timeplan.pose_times(start, end))
     cameras = np.broadcast_to(CAMERAS[camera], (len(slots), 4, 4))
     context = poses.camera_context(cameras, "rig")
-    seconds = checks.slot_seconds(list(slots), FPS)
     for k, entity in enumerate(template.entities):
         keys = presets.template_keyframes(template, k, FPS, start, end, CAMERAS[camera])
         pose = poses.model_poses(cameras, keyed_poses(keys, slots), "NEG_Y", "rig")
-        found = checks.check_entity(k, entity.role, pose, context, "rig", seconds)
+        found = checks.check_entity(k, entity.role, pose, context, "rig")
         assert found == [], [f.message for f in found]
     assert presets.template_findings(template, camera_matrix=CAMERAS[camera]) == []
 
@@ -440,7 +439,7 @@ def test_example_shots_are_in_distribution_and_keep_their_entities_apart(shot):
         grounds.append(matrices[:, :2, 3])
         assert LIBRARY.entities[e.entity].prompt
     context = poses.camera_context(cameras, "rig")
-    assert checks.check_shot(names, entity_poses, context, "rig", list(slots), shot.fps) == []
+    assert checks.check_shot(names, entity_poses, context, "rig") == []
     assert checks.check_camera(np.asarray(cameras)) == []
     for i in range(len(grounds)):
         for j in range(i + 1, len(grounds)):

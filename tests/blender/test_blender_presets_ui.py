@@ -14,7 +14,7 @@ import scenes
 from conftest import MODULE
 from mathutils import Matrix
 
-from backend import presets, templates
+from backend import poses, presets, templates
 
 BUILTIN = presets.load_library()
 TEMPLATE_NAMES = sorted(BUILTIN.trajectories)
@@ -166,14 +166,19 @@ def test_apply_refuses_with_a_sentence_and_changes_nothing(blend, ui, spoil, wor
 
 
 def test_template_warnings_are_reported(blend, ui, capsys):
-    """A 1 s shot makes the 9 m walk far too fast: the template's own findings say so."""
+    """Exact mapping with a camera looking up at the sky: the walk leaves the model's view, and the
+    template's own findings say so when it is applied. (A template's speed does not depend on the
+    shot's length: the model takes every shot as 2.8 s of motion.)"""
     scene = bpy.context.scene
-    shot_camera(scene)
-    scene.trajmaster.frame_start, scene.trajmaster.frame_end = 1, 25
+    cam = shot_camera(scene)
+    looking_up = poses.look_at_camera((0.0, -10.0, 1.6), (0.0, 0.0, 6.0))
+    cam.matrix_world = Matrix(looking_up.tolist())
+    scene.trajmaster.pose_mapping = "EXACT"
+    scene.trajmaster.frame_start, scene.trajmaster.frame_end = 1, 73
     one_entity(scene)
     assert bpy.ops.trajmaster.apply_template(template="Straight across") == {"FINISHED"}
-    findings = presets.template_findings(BUILTIN.trajectories["Straight across"], 1.0, 24.0, "rig", CAMERA)
-    assert findings  # the case is a real warning
+    findings = presets.template_findings(BUILTIN.trajectories["Straight across"], 3.0, 24.0, "exact", looking_up)
+    assert [f.code for f in findings] == ["out_of_view"]  # the case is a real warning
     assert findings[0].message in capsys.readouterr().out
 
 
