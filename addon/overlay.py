@@ -271,6 +271,9 @@ def refresh(
     rebuilds: call it from an operator, a timer or a script, never from a draw callback.
     """
     if not active(scene):
+        # No cache for a scene without an overlay: edits made meanwhile are not followed, so
+        # whatever was cached would be out of date when the overlay is shown again.
+        _state.entries.pop(scene.name, None)
         return None
     cached = _state.entries.setdefault(scene.name, Entry())
     key = settings_key(scene)
@@ -312,6 +315,9 @@ def _on_depsgraph(scene: bpy.types.Scene, depsgraph: bpy.types.Depsgraph) -> Non
     cached = _state.entries.get(scene.name)
     if cached is None:
         return
+    if not active(scene):
+        _state.entries.pop(scene.name, None)  # see refresh(): the next draw with the overlay on rebuilds
+        return
     if cached.stale:
         _state.changed_at = time.monotonic()  # still editing: push the rebuild back (debounce)
         return
@@ -327,8 +333,6 @@ def _on_depsgraph(scene: bpy.types.Scene, depsgraph: bpy.types.Depsgraph) -> Non
             touched = touched or update.is_updated_transform
         elif isinstance(data, bpy.types.Scene):
             scene_touched = True
-    if not active(scene):
-        return
     if (touched and animation_signature(scene) != cached.signature) or (
         scene_touched and settings_key(scene) != cached.key
     ):

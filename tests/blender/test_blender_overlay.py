@@ -158,6 +158,55 @@ def test_the_draw_side_never_samples_it_schedules_a_rebuild(blend, overlay):
     assert overlay._current(bpy.context).frustum.mapping == "exact"
 
 
+def _rebuild_pending(overlay):
+    """What the debounce timer does once edits pause, if it was started (background Blender runs no timers)."""
+    if bpy.app.timers.is_registered(overlay._tick):
+        bpy.app.timers.unregister(overlay._tick)
+        overlay._state.changed_at = 0.0
+        assert overlay._tick() is None
+
+
+def test_edits_while_the_overlay_is_off_show_when_it_is_on_again(blend, overlay):
+    scene, _cam, (walker, *_others), settings = _walk_scene()
+    _refresh(overlay, scene)
+    first = overlay._current(bpy.context).entities[0].slots.copy()
+
+    settings.show_overlay = False
+    bpy.context.view_layer.update()
+    compat = importlib.import_module(f"{MODULE}.addon.compat")
+    fcurve = next(f for f in compat.action_fcurves(walker.animation_data.action) if f.data_path == "location")
+    fcurve.keyframe_points[-1].co.y = 6.0  # a keyframe moves while the overlay is hidden
+    bpy.context.view_layer.update()
+    settings.show_overlay = True
+    bpy.context.view_layer.update()
+    overlay._current(bpy.context)  # a redraw
+    _rebuild_pending(overlay)
+    slots = overlay._current(bpy.context).entities[0].slots
+    assert slots[-1, 0] > first[-1, 0] + 1.0, "the paths must follow the keys edited while the overlay was off"
+
+
+def test_a_shot_emptied_and_set_up_again_draws_the_new_entity(blend, overlay):
+    scene, _cam, (walker, child, follower), settings = _walk_scene()
+    _refresh(overlay, scene)
+    assert [e.name for e in overlay._current(bpy.context).entities] == ["Walker", "Child", "Follower"]
+
+    walker.location.x = 1.0  # an edit (here: to an unanimated channel) waits for the debounced rebuild ...
+    walker.animation_data_clear()
+    bpy.context.view_layer.update()
+    assert overlay.entry(scene).stale
+    for item in settings.entities:
+        item.object = None  # ... and before it runs the shot is gone: nothing to draw
+    bpy.context.view_layer.update()
+    _rebuild_pending(overlay)
+    assert overlay._current(bpy.context) is None
+
+    settings.entities[0].object = follower
+    bpy.context.view_layer.update()
+    overlay._current(bpy.context)  # a redraw
+    _rebuild_pending(overlay)
+    assert [e.name for e in overlay._current(bpy.context).entities] == ["Follower"]
+
+
 def _ground_distance_and_pixels(scene, cam, obj, mapping):
     times = timeplan.pose_times(scene.trajmaster.frame_start, scene.trajmaster.frame_end)
     mats = scenes.matrices_at(scene, [cam, obj], times)
