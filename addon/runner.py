@@ -255,8 +255,8 @@ def _handle(events: list[dict[str, Any]], context: bpy.types.Context | None = No
 
 
 def _add_backend_warning(event: dict[str, Any]) -> None:
-    if _active is None:
-        return
+    if _active is None or _active.loads != _loads:
+        return  # no job, or a job of a file that is no longer open
     key = (event.get("code"), event.get("entity"))
     if any((f.get("code"), f.get("entity")) == key for f in status.findings):
         return  # the add-on's own checks already listed it
@@ -414,6 +414,8 @@ def worker_pid() -> int | None:
 def _on_load_post(*_args: Any) -> None:
     global _loads
     _loads += 1
+    # Findings are about the previous file's shot; its scene's name is often this file's too.
+    status.findings, status.findings_scene = [], ""
 
 
 def _remove(path: Path) -> None:

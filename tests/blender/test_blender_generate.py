@@ -168,3 +168,15 @@ def test_cancel_leaves_nothing_behind(blend, runner):
     assert takes() == []
     folder = blend.parent / "trajmaster" / "Scene"
     assert not folder.exists() or list(folder.iterdir()) == [], "no take, sidecar or job file is left"
+
+
+def test_check_shot_findings_do_not_follow_into_another_file(blend, runner):
+    scene = bpy.context.scene
+    cam = scenes.camera(scene)
+    far = scenes.keyframed(scene, "Walker", 1, 49, y=40.0)  # far beyond the model's 13 m
+    scenes.shot(scene, cam, [far], 1, 49)
+    bpy.ops.trajmaster.check_shot()
+    assert runner.findings_for(scene), "the far walker is a finding"
+    bpy.ops.wm.read_homefile(use_empty=True)  # another file, whose scene is also called "Scene"
+    assert bpy.context.scene.name == "Scene"
+    assert runner.findings_for(bpy.context.scene) == [], "the panel must not show the other file's findings"
