@@ -125,9 +125,7 @@ def start_setup(context: bpy.types.Context, choice: str, *, clear: bool = False)
         raise StartError("Wait for the running download or check to finish, or cancel it, then set up the backend.")
     if runner.busy():
         raise StartError("A generation is running; wait for it to finish or cancel it, then set up the backend.")
-    runner.shutdown()  # the worker may be running the environment's Python, which pip is about to change
     env_dir = preferences.managed_env_dir(create=True)
-    env_setup.mark_not_ready(env_dir)  # from here until doctor succeeds, the environment is not ready
     try:
         steps = env_setup.setup_steps(
             sys.executable,
@@ -137,8 +135,10 @@ def start_setup(context: bpy.types.Context, choice: str, *, clear: bool = False)
             clear=clear,
             weights=preferences.weights_dir(context),
         )
-    except env_setup.SetupError as exc:
+    except env_setup.SetupError as exc:  # refused before anything changed: a ready environment stays ready
         raise StartError(str(exc)) from None
+    runner.shutdown()  # the worker may be running the environment's Python, which pip is about to change
+    env_setup.mark_not_ready(env_dir)  # from here until doctor succeeds, the environment is not ready
     activity.choice, activity.env_dir = choice, env_dir
     activity.python = str(env_setup.env_python(env_dir))
     _start(activity, steps)

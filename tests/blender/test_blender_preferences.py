@@ -306,6 +306,23 @@ def test_check_backend_with_a_python_without_the_backend(setup_ops, monkeypatch,
 # --- the managed environment, for real ---------------------------------------------------------------
 
 
+def test_a_setup_that_cannot_start_leaves_a_ready_environment_ready(setup_ops, monkeypatch, tmp_path):
+    preferences, env_setup, runner = module("preferences"), module("env_setup"), module("runner")
+    user = tmp_path / "user"
+    monkeypatch.setattr(preferences, "user_folder", lambda sub="", create=False: str(user / sub))
+    monkeypatch.delenv("TRAJMASTER_PYTHON")
+    env_dir = user / "backend-env"
+    python = env_setup.env_python(env_dir)
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    env_setup.mark_ready(env_dir, "PREVIEW", str(python), {"packages": {}})
+    prefs().python_source = "MANAGED"
+    monkeypatch.setattr(runner, "EXTENSION_ROOT", tmp_path / "damaged-extension")  # no pyproject.toml
+    with pytest.raises(setup_ops.StartError, match="reinstall"):
+        setup_ops.start_setup(bpy.context, "PREVIEW")
+    assert preferences.backend_python() == str(python), "nothing ran, so the environment is as ready as before"
+
+
 def test_set_up_a_preview_environment_then_its_python_runs_the_backend(setup_ops, monkeypatch, tmp_path, blend):
     """Blender's Python makes a venv, pip installs the preview extra (numpy, pillow, imageio-ffmpeg,
     jsonschema: needs the package index), doctor runs there, and the backend Python becomes it."""
