@@ -186,7 +186,7 @@ def test_edits_while_the_overlay_is_off_show_when_it_is_on_again(blend, overlay)
 
 
 def test_a_shot_emptied_and_set_up_again_draws_the_new_entity(blend, overlay):
-    scene, _cam, (walker, child, follower), settings = _walk_scene()
+    scene, _cam, (walker, _child, follower), settings = _walk_scene()
     _refresh(overlay, scene)
     assert [e.name for e in overlay._current(bpy.context).entities] == ["Walker", "Child", "Follower"]
 
