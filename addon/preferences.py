@@ -153,7 +153,8 @@ def backend_python(context: bpy.types.Context | None = None) -> str:
         return value
     prefs = preferences(context)
     if prefs is not None and prefs.python_source == CUSTOM:
-        value = bpy.path.abspath(prefs.python_path).strip()
+        # Quotes too: Windows Explorer's Copy as Path copies the path in double quotes.
+        value = bpy.path.abspath(prefs.python_path.strip().strip('"')).strip()
     elif prefs is not None:
         state = env_setup.env_state(managed_env_dir())
         if state["ready"]:

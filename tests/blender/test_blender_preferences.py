@@ -176,6 +176,9 @@ def test_the_environment_variable_wins_and_a_missing_setup_is_one_sentence(setup
     prefs().python_source = "CUSTOM"
     prefs().python_path = "/opt/py/bin/python3"
     assert preferences.backend_python() == "/opt/py/bin/python3"
+    # Windows Explorer's Copy as Path puts quotes around the path it copies.
+    prefs().python_path = ' "/opt/py/bin/python3" '
+    assert preferences.backend_python() == "/opt/py/bin/python3"
 
 
 def test_preferences_draw_with_each_state(setup_ops, monkeypatch, tmp_path):
