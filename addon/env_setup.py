@@ -175,15 +175,21 @@ def setup_steps(
     return steps
 
 
-def child_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for setup processes: unbuffered UTF-8 output, and nothing of Blender's or the
-    user's Python configuration leaking into the new environment (PYTHONHOME/PYTHONPATH would point
-    its interpreter at Blender's library; user site-packages would shadow what pip installs)."""
+def python_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for any backend Python started from Blender: unbuffered UTF-8 output, and
+    nothing of Blender's or the shell's Python configuration leaking in (PYTHONHOME/PYTHONPATH
+    would point the interpreter at another Python's library; a startup file runs arbitrary code)."""
     env = dict(os.environ if base is None else base)
     for key in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__"):
         env.pop(key, None)
-    env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", PYTHONNOUSERSITE="1", PIP_NO_INPUT="1")
+    env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
     return env
+
+
+def child_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for setup processes: python_env, and user site-packages off so they cannot
+    shadow what pip installs into the new environment; pip never waits for input."""
+    return {**python_env(base), "PYTHONNOUSERSITE": "1", "PIP_NO_INPUT": "1"}
 
 
 # ----------------------------------------------------------------------------- the marker

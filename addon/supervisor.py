@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backend import events as protocol
+from . import env_setup
 
 WORKER = "worker"
 ONESHOT = "oneshot"
@@ -175,9 +176,10 @@ class Supervisor:
     # --- process ----------------------------------------------------------------------------
 
     def _spawn(self, args: list[str]) -> _Process:
-        env = dict(os.environ if self.env is None else self.env)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONIOENCODING"] = "utf-8"
+        # The worker gets the same clean environment as Set Up Backend's own checks, so a backend
+        # that passed Check Backend starts the same way here. User site-packages stay on: an
+        # existing interpreter the user chose may rely on them.
+        env = env_setup.python_env(self.env)
         kwargs: dict[str, Any] = {}
         if os.name == "nt":
             kwargs["creationflags"] = subprocess.CREATE_NO_WINDOW

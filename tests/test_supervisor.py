@@ -107,6 +107,21 @@ def stopper():
         sup.stop(timeout=1.0)
 
 
+def test_python_settings_of_the_shell_that_started_blender_do_not_reach_the_backend(tmp_path, stopper):
+    # Blender started from a shell set up for another Python: PYTHONHOME names a library that is
+    # not this interpreter's and PYTHONPATH shadows the standard library (here `json`); either one
+    # would kill the backend before it says hello.
+    other = tmp_path / "other-python-lib"
+    other.mkdir()
+    (other / "json.py").write_text("raise ImportError('this is another Python\\'s json')\n")
+    env = {**os.environ, "PYTHONPATH": str(other), "PYTHONHOME": str(tmp_path / "blender" / "python")}
+    sup = sv.Supervisor(sys.executable, fake_backend(tmp_path, WORKER_OK), env=env)
+    stopper(sup)
+    sup.submit(sv.Request(job="a.json", out=str(tmp_path)))
+    events = drain(sup)
+    assert events[-1]["event"] == "result", events
+
+
 def test_worker_serves_two_jobs_in_one_process_then_stops(tmp_path, stopper):
     sup = sv.Supervisor(sys.executable, fake_backend(tmp_path, WORKER_OK))
     stopper(sup)
