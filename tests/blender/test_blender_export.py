@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import bpy
 import numpy as np
 import pytest
 import scenes
-from conftest import ROOT
+from conftest import MODULE, ROOT
 
 from backend import job as jobfile
 from backend import poses, timeplan
@@ -103,6 +104,47 @@ def test_driver_and_nla_motion_count(blend, tmp_path):
     np.testing.assert_allclose(driven_x, times * 0.1 - 3, atol=1e-4)
     walker_x = np.array(job["entities"][1]["poses"])[:, 9]
     np.testing.assert_allclose(walker_x, np.clip(-2.0 + 4.0 * (times - 11) / 48, -2.0, 2.0), atol=1e-4)
+
+
+def _rigged(scene, name):
+    """An armature with one bone whose pose is keyed, like a character rig waiting in the scene."""
+    arm = scenes.link(scene, bpy.data.objects.new(name, bpy.data.armatures.new(name)))
+    bpy.context.view_layer.objects.active = arm
+    bpy.ops.object.mode_set(mode="EDIT")
+    bone = arm.data.edit_bones.new("spine")
+    bone.head, bone.tail = (0.0, 0.0, 0.0), (0.0, 0.0, 1.0)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    arm.pose.bones["spine"].keyframe_insert("location", frame=1)
+    return arm
+
+
+def test_moves_the_user_has_not_keyed_survive_export_and_the_overlay(blend, tmp_path):
+    """Sampling changes frames, which re-evaluates every animated object: the artist's unkeyed
+    tweaks (on the shot's empties or anywhere else in the scene) must be there afterwards."""
+    scene = bpy.context.scene
+    cam = scenes.camera(scene)
+    walker = scenes.keyframed(scene, "Walker", 1, 49)
+    prop = scenes.keyframed(scene, "Prop", 1, 49, y=3.0)  # animated, not in the shot
+    rig = _rigged(scene, "Rig")
+    scenes.shot(scene, cam, [walker], 1, 49)
+    _, keyed = export(tmp_path, "keyed.json")
+    scene.frame_set(20)
+    walker.location.x += 1.5
+    prop.rotation_euler.z = 1.0
+    rig.pose.bones["spine"].location = (0.0, 0.3, 0.0)
+    moved = (tuple(walker.location), tuple(prop.rotation_euler), tuple(rig.pose.bones["spine"].location))
+
+    _, job = export(tmp_path)
+    geometry = importlib.import_module(f"{MODULE}.addon.overlay").refresh(bpy.context, scene, force=True)
+    assert geometry is not None
+
+    assert scene.frame_current == 20
+    assert (tuple(walker.location), tuple(prop.rotation_euler), tuple(rig.pose.bones["spine"].location)) == moved
+    # The job is the keyed motion: an unkeyed move is not part of the animation.
+    np.testing.assert_allclose(job["entities"][0]["poses"], keyed["entities"][0]["poses"], atol=1e-6)
+    # Once the user changes frames, Blender itself re-evaluates the keys, as always.
+    scene.frame_set(21)
+    assert tuple(walker.location) != moved[0]
 
 
 def test_exported_job_is_accepted_by_the_backend(blend, tmp_path):
