@@ -34,7 +34,15 @@ def setup_ops():
     p = prefs()
     saved = {
         k: getattr(p, k)
-        for k in ("python_source", "python_path", "env_choice", "weights_folder", "memory_mode", "show_full_log")
+        for k in (
+            "python_source",
+            "python_path",
+            "env_choice",
+            "weights_folder",
+            "memory_mode",
+            "compile_model",
+            "show_full_log",
+        )
     }
     online = bpy.context.preferences.system.use_online_access
     yield ops
@@ -156,13 +164,16 @@ def test_default_weights_folder_is_in_the_extension_user_folder(setup_ops, monke
     assert preferences.weights_dir() == "/from/the/farm", "TRAJMASTER_WEIGHTS wins"
 
 
-def test_engine_args_pass_memory_only_when_not_auto(setup_ops, tmp_path, monkeypatch):
+def test_engine_args_pass_memory_only_when_not_auto_and_compile_when_chosen(setup_ops, tmp_path, monkeypatch):
     preferences = module("preferences")
     monkeypatch.delenv("TRAJMASTER_WEIGHTS", raising=False)
     prefs().weights_folder = str(tmp_path)
+    assert prefs().compile_model is False, "compiling costs a minute on the first take: off until chosen"
     assert preferences.engine_args() == ["--weights", str(tmp_path)]
     prefs().memory_mode = "balanced"
     assert preferences.engine_args() == ["--weights", str(tmp_path), "--memory", "balanced"]
+    prefs().compile_model = True
+    assert preferences.engine_args() == ["--weights", str(tmp_path), "--memory", "balanced", "--compile"]
 
 
 def test_the_environment_variable_wins_and_a_missing_setup_is_one_sentence(setup_ops, monkeypatch, tmp_path):
