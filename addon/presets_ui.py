@@ -585,7 +585,6 @@ class TRAJMASTER_MT_example_shots(bpy.types.Menu):
             self.layout.operator(TRAJMASTER_OT_load_example_shot.bl_idname, text=shot.label).name = shot.name
 
 
-
 class TRAJMASTER_PT_presets(bpy.types.Panel):
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"

@@ -492,7 +492,6 @@ class TRAJMASTER_OT_open_setup_log(bpy.types.Operator):
 # --- drawing (called from the preferences' draw) ----------------------------------------------
 
 
-
 def _draw_log(layout: bpy.types.UILayout, prefs: Any, activity: Activity) -> None:
     task = activity.task
     if task is None:
@@ -647,6 +646,7 @@ def shutdown() -> None:
         if activity.task is not None and activity.task.cancel():
             activity.task.wait(timeout=env_setup.KILL_GRACE_S + 2)
             _poll(activity, max_lines=10_000)
+
 
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
 

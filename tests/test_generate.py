@@ -83,7 +83,10 @@ def test_interrupt_cancels_at_a_frame_boundary_and_leaves_nothing(tmp_path):
     out = tmp_path / "takes"
     proc = subprocess.Popen(
         [sys.executable, "-m", "backend", "generate", str(job), "--out", str(out)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     seen = []
     for line in proc.stdout:

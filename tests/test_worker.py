@@ -14,7 +14,12 @@ class Worker:
     def __init__(self):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "backend", "serve"],
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         )
         self.events = []
 

@@ -255,10 +255,20 @@ def add_markers() -> None:
         subtype="COLOR", size=3, min=0.0, max=1.0, default=(1.0, 0.0, 1.0)
     )
     for order in MARKERS:
-        cls = type(f"TRAJMASTERGUI_PT_marker_{order}", (bpy.types.Panel,), {
-            "bl_space_type": "VIEW_3D", "bl_region_type": "UI", "bl_category": CATEGORY, "bl_label": "",
-            "bl_parent_id": MAIN_PANEL, "bl_order": order, "bl_options": {"HIDE_HEADER"}, "draw": _draw_marker,
-        })
+        cls = type(
+            f"TRAJMASTERGUI_PT_marker_{order}",
+            (bpy.types.Panel,),
+            {
+                "bl_space_type": "VIEW_3D",
+                "bl_region_type": "UI",
+                "bl_category": CATEGORY,
+                "bl_label": "",
+                "bl_parent_id": MAIN_PANEL,
+                "bl_order": order,
+                "bl_options": {"HIDE_HEADER"},
+                "draw": _draw_marker,
+            },
+        )
         bpy.utils.register_class(cls)
         _marker_classes.append(cls)
 
@@ -297,8 +307,9 @@ def cut_sections(full: Path, names: tuple[str, ...]) -> None:
     bands = magenta_bands(full)
     check(len(bands) == len(MARKERS), f"found {len(bands)} section bars in {full.name}, expected {len(MARKERS)}")
     row = dict(zip(MARKERS, bands, strict=True))
-    height = int(subprocess.run(["identify", "-format", "%h", str(full)], capture_output=True, text=True,
-                                check=True).stdout)
+    height = int(
+        subprocess.run(["identify", "-format", "%h", str(full)], capture_output=True, text=True, check=True).stdout
+    )
     for name in names:
         above, below = SECTIONS[name]
         top = 0 if above is None else row[above][1] + 4
@@ -307,8 +318,11 @@ def cut_sections(full: Path, names: tuple[str, ...]) -> None:
             RESULTS["notes"].append(f"{name}: that section is empty here")
             continue
         out = SCREENS / f"{name}.png"
-        subprocess.run(["convert", str(full), "-crop", f"10000x{bottom - top}+0+{top}", "+repage", str(out)],
-                       check=True, timeout=30)
+        subprocess.run(
+            ["convert", str(full), "-crop", f"10000x{bottom - top}+0+{top}", "+repage", str(out)],
+            check=True,
+            timeout=30,
+        )
         RESULTS["screenshots"][name] = str(out)
 
 
@@ -416,8 +430,9 @@ def has_operator(idname: str) -> bool:
     return hasattr(bpy.types, f"{category.upper()}_OT_{name}")
 
 
-def keyframed_empty(scene: bpy.types.Scene, name: str, start: tuple[float, float], end: tuple[float, float],
-                    yaw: tuple[float, float]) -> bpy.types.Object:
+def keyframed_empty(
+    scene: bpy.types.Scene, name: str, start: tuple[float, float], end: tuple[float, float], yaw: tuple[float, float]
+) -> bpy.types.Object:
     obj = bpy.data.objects.new(name, None)
     obj.empty_display_type = "ARROWS"
     scene.collection.objects.link(obj)
@@ -509,11 +524,19 @@ def generate_and_watch(label: str, stop_after: int | None) -> Iterator[float]:
     shot_taken = cancelled = False
     while runner.busy():
         if time.monotonic() - started > CONFIG.get("job_timeout", 90):
-            raise StepFailed(f"the {label} generation did not end within {CONFIG.get('job_timeout', 90)} s "
-                             f"(last status: {runner.status.stage} {runner.status.step}/{runner.status.total})")
+            raise StepFailed(
+                f"the {label} generation did not end within {CONFIG.get('job_timeout', 90)} s "
+                f"(last status: {runner.status.stage} {runner.status.step}/{runner.status.total})"
+            )
         s = runner.status
-        sample = {"t": round(time.monotonic() - started, 2), "state": s.state, "stage": s.stage, "step": s.step,
-                  "total": s.total, "fraction": round(s.fraction, 4)}
+        sample = {
+            "t": round(time.monotonic() - started, 2),
+            "state": s.state,
+            "stage": s.stage,
+            "step": s.step,
+            "total": s.total,
+            "fraction": round(s.fraction, 4),
+        }
         if not samples or {k: v for k, v in sample.items() if k != "t"} != {
             k: v for k, v in samples[-1].items() if k != "t"
         }:
@@ -568,8 +591,10 @@ def scenario() -> Iterator[float]:
 
     step("check the shot")
     with override(view3d, "UI"):
-        check(bpy.ops.trajmaster.check_shot("INVOKE_DEFAULT") == {"FINISHED"},
-              f"Check Shot failed: {runner.status.last_error}")
+        check(
+            bpy.ops.trajmaster.check_shot("INVOKE_DEFAULT") == {"FINISHED"},
+            f"Check Shot failed: {runner.status.last_error}",
+        )
     RESULTS["findings"] = [f.get("message") for f in runner.findings_for(bpy.context.scene)]
     yield from settle(0.5, redraw=True)
     screenshot("gui-npanel", region_crop(ui))
@@ -582,8 +607,9 @@ def scenario() -> Iterator[float]:
     add_markers()
     yield from settle(0.5, redraw=True)
     yield from toggle_model_panel(ui, want_open=True)
-    cut_sections(SCREENS / "full-sections.png", ("gui-shot", "gui-entities", "gui-presets", "gui-viewport",
-                                                 "gui-model"))
+    cut_sections(
+        SCREENS / "full-sections.png", ("gui-shot", "gui-entities", "gui-presets", "gui-viewport", "gui-model")
+    )
     # Closed again, so that Generate and its progress bar stay on screen below it.
     yield from toggle_model_panel(ui, want_open=False)
 
@@ -606,8 +632,15 @@ def scenario() -> Iterator[float]:
     RESULTS["worker_pid_after"] = runner.worker_pid()
     strips = take_strips()
     RESULTS["strips"] = [
-        {"name": s.name, "type": s.type, "channel": s.channel, "start": s.frame_final_start,
-         "end": s.frame_final_end, "mute": s.mute, "filepath": bpy.path.abspath(s.filepath)}
+        {
+            "name": s.name,
+            "type": s.type,
+            "channel": s.channel,
+            "start": s.frame_final_start,
+            "end": s.frame_final_end,
+            "mute": s.mute,
+            "filepath": bpy.path.abspath(s.filepath),
+        }
         for s in strips
     ]
     RESULTS["shot_range"] = [bpy.context.scene.trajmaster.frame_start, bpy.context.scene.trajmaster.frame_end]
@@ -644,8 +677,11 @@ def show_overlay(view3d: bpy.types.Area) -> Iterator[float]:
         return
     settings.show_overlay = True
     overlay = addon("overlay")
-    yield from wait_until(lambda: getattr(overlay.entry(bpy.context.scene), "geometry", None) is not None, 20,
-                          "the overlay's geometry to be built")
+    yield from wait_until(
+        lambda: getattr(overlay.entry(bpy.context.scene), "geometry", None) is not None,
+        20,
+        "the overlay's geometry to be built",
+    )
     from mathutils import Euler, Vector
 
     points = [e.object.matrix_world.translation for e in settings.entities if e.object is not None]

@@ -42,15 +42,32 @@ SCREEN = "1600x1440x24"
 MAX_DOC_IMAGE_BYTES = 300_000
 # Screenshots that go into the docs, and those that are only kept with the test's output.
 DOC_SCREENSHOTS = (
-    "gui-npanel", "gui-shot", "gui-entities", "gui-model", "gui-progress", "gui-cancelled", "gui-finished",
-    "gui-sequencer", "gui-preferences", "gui-setup-running",
+    "gui-npanel",
+    "gui-shot",
+    "gui-entities",
+    "gui-model",
+    "gui-progress",
+    "gui-cancelled",
+    "gui-finished",
+    "gui-sequencer",
+    "gui-preferences",
+    "gui-setup-running",
 )
 # Sections that other modules add (addon/overlay.py, addon/presets_ui.py): taken when they exist.
 OPTIONAL_SCREENSHOTS = ("gui-overlay", "gui-presets", "gui-viewport")
 # Cut below their last row of content (the sidebar and the preferences have empty space below).
 TRIMMED_SCREENSHOTS = {
-    "gui-npanel", "gui-shot", "gui-entities", "gui-model", "gui-progress", "gui-cancelled", "gui-finished",
-    "gui-presets", "gui-viewport", "gui-preferences", "gui-setup-running",
+    "gui-npanel",
+    "gui-shot",
+    "gui-entities",
+    "gui-model",
+    "gui-progress",
+    "gui-cancelled",
+    "gui-finished",
+    "gui-presets",
+    "gui-viewport",
+    "gui-preferences",
+    "gui-setup-running",
 }
 
 
@@ -161,7 +178,11 @@ def session(tool: Path, extension_zip: Path, tmp_path_factory: pytest.TempPathFa
         # Its own process group, so that a hang is ended with everything it started (Xvfb, Blender, the worker).
         proc = subprocess.Popen(
             [str(tool), "run", str(SCRIPT), str(base / "config.json")],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             returncode = proc.wait(timeout=SESSION_TIMEOUT_S + 30)
@@ -172,8 +193,10 @@ def session(tool: Path, extension_zip: Path, tmp_path_factory: pytest.TempPathFa
     results = json.loads(results_path.read_text()) if results_path.exists() else {"steps": []}
     print(f"\nreal-window session: {results.get('seconds')} s in Blender; screenshots in {base / 'screens'}")
     # Measured, not asserted (performance targets belong in benchmarks): shown with pytest -s.
-    print(f"timer ticks: max {results.get('max_tick_ms', 0):.2f} ms; the tick placing a take "
-          f"{results.get('max_place_ms', 0):.1f} ms")
+    print(
+        f"timer ticks: max {results.get('max_tick_ms', 0):.2f} ms; the tick placing a take "
+        f"{results.get('max_place_ms', 0):.1f} ms"
+    )
     return Session(results, log_path.read_text(errors="replace"), base / "screens", returncode)
 
 
