@@ -218,19 +218,29 @@ def key_template(
     return keys
 
 
-def _new_empty(context: bpy.types.Context, scene: bpy.types.Scene, name: str) -> bpy.types.Object:
+# Marks the objects an example shot made, with the shot's name: loading the shot again sets up
+# those objects again instead of piling up new ones, and never re-keys an object of the user's
+# that happens to have the same name (a "Horse" of their own).
+EXAMPLE_MARK = "trajmaster_example"
+
+
+def _new_empty(
+    context: bpy.types.Context, scene: bpy.types.Scene, name: str, shot: str | None = None
+) -> bpy.types.Object:
     obj = bpy.data.objects.new(name, None)
     obj.empty_display_type = "SINGLE_ARROW"
     obj.empty_display_size = 1.0
+    if shot is not None:
+        obj[EXAMPLE_MARK] = shot
     collection = context.collection if context.scene == scene and context.collection else scene.collection
     collection.objects.link(obj)
     return obj
 
 
-def _reusable(scene: bpy.types.Scene, name: str, kind: str) -> bpy.types.Object | None:
-    """An object of that name in this scene that an example shot may set up again (a second load)."""
-    obj = bpy.data.objects.get(name)
-    if obj is None or obj.type != kind or scene.objects.get(name) is None or keying_problem(obj):
+def _reusable(scene: bpy.types.Scene, name: str, kind: str, shot: str) -> bpy.types.Object | None:
+    """The object of that name this example shot made in this scene on an earlier load, if any."""
+    obj = scene.objects.get(name)
+    if obj is None or obj.type != kind or obj.get(EXAMPLE_MARK) != shot or keying_problem(obj):
         return None
     if kind == "CAMERA" and obj.animation_data is not None and obj.animation_data.action is not None:
         return None  # an animated camera would not stay where the shot puts it
@@ -429,9 +439,10 @@ def build_example_shot(context: bpy.types.Context, scene: bpy.types.Scene, shot:
     _set_fps(scene, shot.fps)
     scene.frame_start, scene.frame_end = shot.frame_start, shot.frame_end
     settings.use_custom_range = False  # the shot follows the scene range set just above
-    camera = _reusable(scene, f"{shot.name} camera", "CAMERA")
+    camera = _reusable(scene, f"{shot.name} camera", "CAMERA", shot.name)
     if camera is None:
         camera = bpy.data.objects.new(f"{shot.name} camera", bpy.data.cameras.new(f"{shot.name} camera"))
+        camera[EXAMPLE_MARK] = shot.name
         scene.collection.objects.link(camera)
     camera.rotation_mode = "XYZ"
     camera.location = shot.camera.position
@@ -453,7 +464,7 @@ def build_example_shot(context: bpy.types.Context, scene: bpy.types.Scene, shot:
     settings.entities.clear()
     empties = []
     for k, entry in enumerate(shot.entities):
-        obj = _reusable(scene, entry.label, "EMPTY") or _new_empty(context, scene, entry.label)
+        obj = _reusable(scene, entry.label, "EMPTY", shot.name) or _new_empty(context, scene, entry.label, shot.name)
         item = settings.entities.add()
         item.object = obj
         item.prompt = lib.entities[entry.entity].prompt

@@ -322,6 +322,26 @@ def test_loading_an_example_shot_twice_reuses_its_objects(blend, ui):
     assert sorted(o.name for o in bpy.context.scene.objects) == names
 
 
+def _keys(obj):
+    compat = importlib.import_module(f"{MODULE}.addon.compat")
+    return [tuple(k.co) for f in compat.action_fcurves(obj.animation_data.action) for k in f.keyframe_points]
+
+
+def test_an_example_shot_never_rekeys_the_users_own_object_of_the_same_name(blend, ui):
+    scene = bpy.context.scene
+    mine_keys = _keys(scenes.keyframed(scene, "Horse", 1, 30, x0=5.0, x1=7.0))
+    scenes.link(scene, bpy.data.objects.new("demo camera", bpy.data.cameras.new("mine"))).location = (1.0, 2.0, 3.0)
+
+    assert bpy.ops.trajmaster.load_example_shot(name="demo") == {"FINISHED"}
+
+    mine, mine_camera = scene.objects["Horse"], scene.objects["demo camera"]
+    assert _keys(mine) == mine_keys
+    assert tuple(mine_camera.location) == (1.0, 2.0, 3.0)
+    used = [e.object for e in scene.trajmaster.entities]
+    assert mine not in used and used[0].name.startswith("Horse.")
+    assert scene.trajmaster.camera != mine_camera
+
+
 def test_an_unknown_example_shot_is_refused_by_name(blend, ui):
     with pytest.raises(RuntimeError, match=r"no example shot named 'nope'.*demo"):
         bpy.ops.trajmaster.load_example_shot(name="nope")
