@@ -108,6 +108,8 @@ def draw_view(geometry: Geometry) -> None:
         except ValueError:
             pass  # FLAT_COLOR: the point size state set above applies
         cache["slots"].draw(points)
+        gpu.state.point_size_set(1.0)
+    # Left as Blender's other draw handlers expect them (blend off, depth test off, 1 px points).
     gpu.state.blend_set("NONE")
 
 
