@@ -55,20 +55,9 @@ DOC_SCREENSHOTS = (
 )
 # Sections that other modules add (addon/overlay.py, addon/presets_ui.py): taken when they exist.
 OPTIONAL_SCREENSHOTS = ("gui-overlay", "gui-presets", "gui-viewport")
-# Cut below their last row of content (the sidebar and the preferences have empty space below).
-TRIMMED_SCREENSHOTS = {
-    "gui-npanel",
-    "gui-shot",
-    "gui-entities",
-    "gui-model",
-    "gui-progress",
-    "gui-cancelled",
-    "gui-finished",
-    "gui-presets",
-    "gui-viewport",
-    "gui-preferences",
-    "gui-setup-running",
-}
+# Cut below their last row of content (the sidebar and the preferences have empty space below):
+# every panel shot is, except the sequencer and the overlay (full-height areas).
+TRIMMED_SCREENSHOTS = {*DOC_SCREENSHOTS, *OPTIONAL_SCREENSHOTS} - {"gui-sequencer", "gui-overlay"}
 
 
 def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
