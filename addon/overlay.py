@@ -10,7 +10,7 @@ redraw, so the geometry is cached per scene and rebuilt only when its inputs cha
   channels), recomputed only when a depsgraph update touches one of those objects or an action.
 A changed frame changes neither, so scrubbing and playback never rebuild. Transform updates
 that are not edits of the animation (moving an animated empty without keying it) leave the
-signature alone on purpose: rebuilding would `frame_set` and throw the user's unkeyed move away.
+signature alone: the motion is the keys, and the move would not change a sampled path.
 
 The rebuild itself runs from a short, debounced timer, never inside the draw callback or the
 depsgraph handler (changing frames while drawing or while the depsgraph is being evaluated is
