@@ -25,6 +25,7 @@ def _modules() -> tuple[ModuleType, ...]:
         properties,
         runner,
         setup_ops,
+        temp_takes,
     )
 
     # Register in this order, unregister in reverse: properties before the panels that draw
@@ -39,6 +40,7 @@ def _modules() -> tuple[ModuleType, ...]:
         panel,
         panel_viewport,
         presets_ui,
+        temp_takes,
         runner,
     )
 

@@ -28,6 +28,11 @@ def strips(editor: bpy.types.SequenceEditor) -> Any:
     return editor.strips if hasattr(editor, "strips") else editor.sequences
 
 
+def all_strips(editor: bpy.types.SequenceEditor) -> Any:
+    """Every strip, inside meta strips too (`strips_all` in 5.0+, `sequences_all` before)."""
+    return editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all
+
+
 def has_sequencer_scene() -> bool:
     return "sequencer_scene" in bpy.types.WorkSpace.bl_rna.properties
 

@@ -1,7 +1,8 @@
 """Where a scene's takes and job files go, and what the next take is called.
 
 Takes go to `//trajmaster/{scene}/` next to the saved .blend (or `{output folder}/{scene}/`
-when the preferences name one); an unsaved file uses a temporary folder, with a warning. The
+when the preferences name one); an unsaved file uses a temporary folder, with a warning (its
+takes are copied next to the .blend when it is saved: temp_takes.py). The
 next take number is one above every take of the shot on disk *and* in the sequencer, so a new
 take never reuses a name.
 """
@@ -19,6 +20,8 @@ from ..backend import takes
 from . import preferences
 
 JOB_SUFFIX = ".job.json"
+# What one take is on disk: <take>.mp4, its sidecar <take>.json, <take>.job.json, <take>_png/.
+TAKE_SUFFIXES = (JOB_SUFFIX, "_png", ".mp4", ".json")
 
 
 class OutputError(RuntimeError):
@@ -37,11 +40,16 @@ def take_folder(context: bpy.types.Context, shot: str) -> tuple[Path, str | None
         return Path(root) / shot, None
     if bpy.data.filepath:
         return Path(bpy.path.abspath("//trajmaster")) / shot, None
-    folder = Path(tempfile.gettempdir()) / "trajmaster" / shot
+    folder = temp_root() / shot
     return folder, (
         f"The .blend file is not saved, so takes go to a temporary folder ({folder}); "
-        "save the file to keep them next to it."
+        "save the file and they are copied next to it."
     )
+
+
+def temp_root() -> Path:
+    """Where an unsaved file's takes go (temp_takes.py copies them next to the .blend on save)."""
+    return Path(tempfile.gettempdir()) / "trajmaster"
 
 
 def ensure_writable(folder: Path) -> None:
@@ -62,7 +70,7 @@ def _numbers_on_disk(folder: Path, shot: str) -> Iterable[int]:
     if not folder.is_dir():
         return
     for entry in os.listdir(folder):
-        for suffix in (JOB_SUFFIX, "_png", ".mp4", ".json"):
+        for suffix in TAKE_SUFFIXES:
             if entry.endswith(suffix):
                 number = takes.take_number(entry[: -len(suffix)], shot)
                 if number is not None:

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import time
+from pathlib import Path
 
 import addon_utils
 import bpy
@@ -105,6 +106,44 @@ def test_unsaved_file_takes_go_to_a_temporary_folder(runner, monkeypatch, tmp_pa
     assert "not saved" in runner.status.info
     assert (tmp_path / "trajmaster" / "Scene" / "Scene_take_001.mp4").is_file()
     assert [s.name for s in takes()] == ["Scene_take_001"]
+
+
+def test_saving_keeps_the_takes_made_before_the_first_save(runner, monkeypatch, tmp_path):
+    """Takes of an unsaved file live in the system's temporary folder, which a restart may empty:
+    the first save copies them next to the .blend and points the strips there."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "system-temp"))
+    two_entity_shot(1, 49)
+    for _ in range(2):
+        assert bpy.ops.trajmaster.generate() == {"FINISHED"}
+    temp = tmp_path / "system-temp" / "trajmaster" / "Scene"
+    # Another project already used the name of the first take in the folder saved into.
+    project = tmp_path / "project"
+    (project / "trajmaster" / "Scene").mkdir(parents=True)
+    theirs = project / "trajmaster" / "Scene" / "Scene_take_001.mp4"
+    theirs.write_bytes(b"someone else's take")
+
+    bpy.ops.wm.save_as_mainfile(filepath=str(project / "shot.blend"))
+
+    first, second = takes()
+    assert theirs.read_bytes() == b"someone else's take", "nothing at the destination is overwritten"
+    assert Path(bpy.path.abspath(first.filepath)).resolve() == temp / "Scene_take_001.mp4"
+    assert "Scene_take_001 stays in the temporary folder" in runner.status.info
+    copied = project / "trajmaster" / "Scene"
+    for name in ("Scene_take_002.mp4", "Scene_take_002.json", "Scene_take_002.job.json"):
+        assert (copied / name).is_file() and (temp / name).is_file(), name
+    assert second.filepath == "//trajmaster/Scene/Scene_take_002.mp4", "saved relative, like every take"
+    info = second[module("sequencer").TAKE_PROP]
+    assert (info["video"], info["job"]) == (str(copied / "Scene_take_002.mp4"), str(copied / "Scene_take_002.job.json"))
+    assert "Copied 1 take(s)" in runner.status.info
+
+    # The saved file, opened again, refers to the copies only.
+    bpy.ops.wm.open_mainfile(filepath=str(project / "shot.blend"))
+    strip = takes()[1]
+    assert Path(bpy.path.abspath(strip.filepath)).resolve() == (copied / "Scene_take_002.mp4").resolve()
+    module("compat").sequencer_scene(bpy.context, bpy.context.scene).sequence_editor.active_strip = strip
+    assert bpy.ops.trajmaster.open_job() == {"FINISHED"}
+    assert "Scene_take_002.job.json" in bpy.data.texts
 
 
 def test_worker_stays_between_generations_and_stops_on_unregister(blend, runner):

@@ -1,0 +1,128 @@
+"""Takes made while the .blend was unsaved are kept when it is saved.
+
+An unsaved file's takes go to a temporary folder (outputs.take_folder), which the system may
+empty at its next restart. Just before every save, each take strip whose video lies there is
+copied with its sidecar, job file and PNG frames to `trajmaster/<shot>/` next to the file being
+written, and the strip and its properties are pointed at the copies, so the saved .blend never
+refers to the temporary folder. Blender's own save makes the new paths relative. Copies only:
+the temporary files stay, and nothing at the destination is overwritten; a take whose name is
+already used there stays where it is, with a warning in the panel.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import bpy
+from bpy.app.handlers import persistent
+
+from . import compat, outputs, runner, sequencer
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Copy a file or a folder under a temporary name, then rename: no half copy is ever seen."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    if src.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+    else:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+def copy_take(video: Path, folder: Path) -> Path | None:
+    """Copy one take's files from next to `video` into `folder`. Returns the new video path, or
+    None when one of its names is already used in `folder` (nothing is copied then)."""
+    stem = video.name[: -len(video.suffix)] if video.suffix else video.name
+    sources = [video.parent / f"{stem}{suffix}" for suffix in outputs.TAKE_SUFFIXES]
+    sources = [s for s in sources if s.exists()]
+    if any((folder / s.name).exists() for s in sources):
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    for src in sources:
+        _copy(src, folder / src.name)
+    return folder / video.name
+
+
+def _temp_takes() -> list[tuple[Any, dict[str, Any], Path]]:
+    root = outputs.temp_root()
+    found = []
+    for scene in bpy.data.scenes:
+        editor = scene.sequence_editor
+        if editor is None:
+            continue
+        for strip in compat.all_strips(editor):
+            info = sequencer.take_info(strip)
+            if info is None or strip.type != "MOVIE":
+                continue
+            video = Path(bpy.path.abspath(strip.filepath))
+            if _inside(video, root) and video.is_file():
+                found.append((strip, info, video))
+    return found
+
+
+def keep_temp_takes(blend_path: str) -> tuple[list[str], list[str]]:
+    """Copy the takes in the temporary folder next to `blend_path` and repoint their strips.
+    Returns (names copied, warnings)."""
+    takes_dir = Path(blend_path).parent / "trajmaster"
+    if _inside(takes_dir, outputs.temp_root()):
+        return [], []  # a .blend saved in the system's temporary folder: its takes are there already
+    copied, warnings = [], []
+    for strip, info, video in _temp_takes():
+        destination = takes_dir / video.parent.name
+        try:
+            new_video = copy_take(video, destination)
+        except OSError as exc:
+            warnings.append(
+                f"The take {strip.name} could not be copied next to the .blend ({exc.strerror or exc}); "
+                f"it is still in {video.parent}: copy it by hand before the temporary folder is emptied."
+            )
+            continue
+        if new_video is None:
+            warnings.append(
+                f"The take {strip.name} stays in the temporary folder {video.parent}: {destination} already has "
+                "a take of that name. Copy it somewhere safe by hand."
+            )
+            continue
+        strip.filepath = str(new_video)
+        props = strip[sequencer.TAKE_PROP]
+        for key in ("video", "sidecar", "job"):
+            old = Path(str(info.get(key) or ""))
+            if info.get(key) and old.parent == video.parent:
+                props[key] = str(destination / old.name)
+        copied.append(strip.name)
+    return copied, warnings
+
+
+@persistent
+def _on_save_pre(*args: Any) -> None:
+    # Blender 4.2+ passes the path being written; bpy.data.filepath is still the old one here.
+    blend_path = args[0] if args and isinstance(args[0], str) and args[0] else bpy.data.filepath
+    if not blend_path:
+        return
+    copied, warnings = keep_temp_takes(blend_path)
+    if copied:
+        folder = Path(blend_path).parent / "trajmaster"
+        warnings.insert(0, f"Copied {len(copied)} take(s) made before the first save to {folder}.")
+    if warnings:
+        runner.status.info = " ".join(warnings)
+
+
+def register() -> None:
+    bpy.app.handlers.save_pre.append(_on_save_pre)
+
+
+def unregister() -> None:
+    if _on_save_pre in bpy.app.handlers.save_pre:
+        bpy.app.handlers.save_pre.remove(_on_save_pre)
