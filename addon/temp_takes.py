@@ -2,11 +2,12 @@
 
 An unsaved file's takes go to a temporary folder (outputs.take_folder), which the system may
 empty at its next restart. Just before every save, each take strip whose video lies there is
-copied with its sidecar, job file and PNG frames to `trajmaster/<shot>/` next to the file being
-written, and the strip and its properties are pointed at the copies, so the saved .blend never
-refers to the temporary folder. Blender's own save makes the new paths relative. Copies only:
-the temporary files stay, and nothing at the destination is overwritten; a take whose name is
-already used there stays where it is, with a warning in the panel.
+copied with its sidecar, job file and PNG frames to the saved file's take folder (the
+preferences' output folder, else `trajmaster/<shot>/` next to it), and the strip and its
+properties are pointed at the copies, so the saved .blend never refers to the temporary folder.
+Blender's own save makes the new paths relative. Copies only: the temporary files stay, and
+nothing at the destination is overwritten; a take whose name is already used there stays where
+it is, with a warning in the panel.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import bpy
 from bpy.app.handlers import persistent
 
-from . import compat, outputs, runner, sequencer
+from . import compat, outputs, preferences, runner, sequencer
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -72,20 +73,23 @@ def _temp_takes() -> list[tuple[Any, dict[str, Any], Path]]:
     return found
 
 
-def keep_temp_takes(blend_path: str) -> tuple[list[str], list[str]]:
-    """Copy the takes in the temporary folder next to `blend_path` and repoint their strips.
-    Returns (names copied, warnings)."""
-    takes_dir = Path(blend_path).parent / "trajmaster"
+def keep_temp_takes(blend_path: str) -> list[str]:
+    """Copy the takes in the temporary folder to the take folder of the file saved as
+    `blend_path`, and repoint their strips. Returns what to tell the user (nothing when there
+    was nothing to do)."""
+    # Where the file's next takes will go: the preferences' output folder, else next to the .blend.
+    root = preferences.output_root()
+    takes_dir = Path(root) if root and os.path.isabs(root) else Path(blend_path).parent / "trajmaster"
     if _inside(takes_dir, outputs.temp_root()):
-        return [], []  # a .blend saved in the system's temporary folder: its takes are there already
-    copied, warnings = [], []
+        return []  # a .blend saved in the system's temporary folder: its takes are there already
+    copied, warnings = 0, []
     for strip, info, video in _temp_takes():
         destination = takes_dir / video.parent.name
         try:
             new_video = copy_take(video, destination)
         except OSError as exc:
             warnings.append(
-                f"The take {strip.name} could not be copied next to the .blend ({exc.strerror or exc}); "
+                f"The take {strip.name} could not be copied to {destination} ({exc.strerror or exc}); "
                 f"it is still in {video.parent}: copy it by hand before the temporary folder is emptied."
             )
             continue
@@ -101,22 +105,20 @@ def keep_temp_takes(blend_path: str) -> tuple[list[str], list[str]]:
             old = Path(str(info.get(key) or ""))
             if info.get(key) and old.parent == video.parent:
                 props[key] = str(destination / old.name)
-        copied.append(strip.name)
-    return copied, warnings
+        copied += 1
+    if copied:
+        warnings.insert(0, f"Copied {copied} take(s) made before the first save to {takes_dir}.")
+    return warnings
 
 
 @persistent
 def _on_save_pre(*args: Any) -> None:
     # Blender 4.2+ passes the path being written; bpy.data.filepath is still the old one here.
     blend_path = args[0] if args and isinstance(args[0], str) and args[0] else bpy.data.filepath
-    if not blend_path:
-        return
-    copied, warnings = keep_temp_takes(blend_path)
-    if copied:
-        folder = Path(blend_path).parent / "trajmaster"
-        warnings.insert(0, f"Copied {len(copied)} take(s) made before the first save to {folder}.")
-    if warnings:
-        runner.status.info = " ".join(warnings)
+    if blend_path:
+        messages = keep_temp_takes(blend_path)
+        if messages:
+            runner.status.info = " ".join(messages)
 
 
 def register() -> None:
