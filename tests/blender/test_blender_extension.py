@@ -30,15 +30,29 @@ def test_built_zip_holds_the_addon_and_backend_but_no_dev_files(extension_zip):
     assert not leaked, leaked
 
 
+def _our_handlers() -> list[str]:
+    """The extension's functions in bpy.app.handlers (load, save, depsgraph...), by list and name."""
+    found = []
+    for name in dir(bpy.app.handlers):
+        handlers = getattr(bpy.app.handlers, name)
+        if isinstance(handlers, list):
+            found += [f"{name}:{h.__name__}" for h in handlers if getattr(h, "__module__", "").startswith(MODULE)]
+    return sorted(found)
+
+
 def test_register_and_unregister_twice_in_a_row():
     for _ in range(2):
         addon_utils.disable(MODULE)
         assert not hasattr(bpy.types.Scene, "trajmaster")
         assert not hasattr(bpy.types, "TRAJMASTER_PT_main") and not hasattr(bpy.types, "TRAJMASTER_OT_generate")
+        assert _our_handlers() == [], "unregister leaves no handler behind"
     for _ in range(2):
         addon_utils.enable(MODULE, default_set=True)
         assert hasattr(bpy.types.Scene, "trajmaster")
         assert hasattr(bpy.types, "TRAJMASTER_PT_main") and hasattr(bpy.types, "TRAJMASTER_PT_take")
+        handlers = _our_handlers()
+        assert "save_pre:_on_save_pre" in handlers and "load_post:_on_load_post" in handlers
+        assert len(handlers) == len(set(handlers)), f"a handler registered twice: {handlers}"
     addon_utils.disable(MODULE)
     addon_utils.enable(MODULE, default_set=True)
     assert MODULE in bpy.context.preferences.addons
