@@ -6,12 +6,13 @@ copied with its sidecar, job file and PNG frames to the saved file's take folder
 preferences' output folder, else `trajmaster/<shot>/` next to it), and the strip and its
 properties are pointed at the copies, so the saved .blend never refers to the temporary folder.
 Blender's own save makes the new paths relative. Copies only: the temporary files stay, and
-nothing at the destination is overwritten; a take whose name is already used there stays where
-it is, with a warning in the panel.
+nothing at the destination is overwritten; a take whose name is already used there by another
+take stays where it is, with a warning in the panel (the same take copied before is reused).
 """
 
 from __future__ import annotations
 
+import filecmp
 import os
 import shutil
 from pathlib import Path
@@ -42,17 +43,30 @@ def _copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def _same(src: Path, dst: Path) -> bool:
+    """Whether `dst` holds exactly what `src` holds (a file, or a folder of them)."""
+    if src.is_dir():
+        if not dst.is_dir():
+            return False
+        names = sorted(os.listdir(src))
+        return names == sorted(os.listdir(dst)) and all(_same(src / name, dst / name) for name in names)
+    return dst.is_file() and filecmp.cmp(src, dst, shallow=False)
+
+
 def copy_take(video: Path, folder: Path) -> Path | None:
     """Copy one take's files from next to `video` into `folder`. Returns the new video path, or
-    None when one of its names is already used in `folder` (nothing is copied then)."""
+    None when one of its names is already used in `folder` by something else (nothing is copied
+    then). Files already copied (the same bytes: a split strip's other half, or a save undone)
+    count as copied."""
     stem = video.name[: -len(video.suffix)] if video.suffix else video.name
     sources = [video.parent / f"{stem}{suffix}" for suffix in outputs.TAKE_SUFFIXES]
     sources = [s for s in sources if s.exists()]
-    if any((folder / s.name).exists() for s in sources):
+    if any((folder / s.name).exists() and not _same(s, folder / s.name) for s in sources):
         return None
     folder.mkdir(parents=True, exist_ok=True)
     for src in sources:
-        _copy(src, folder / src.name)
+        if not (folder / src.name).exists():
+            _copy(src, folder / src.name)
     return folder / video.name
 
 
@@ -82,7 +96,8 @@ def keep_temp_takes(blend_path: str) -> list[str]:
     takes_dir = Path(root) if root and os.path.isabs(root) else Path(blend_path).parent / "trajmaster"
     if _inside(takes_dir, outputs.temp_root()):
         return []  # a .blend saved in the system's temporary folder: its takes are there already
-    copied, warnings = 0, []
+    copied: set[Path] = set()  # the takes' new videos (two halves of a split strip are one take)
+    warnings = []
     for strip, info, video in _temp_takes():
         destination = takes_dir / video.parent.name
         try:
@@ -105,9 +120,9 @@ def keep_temp_takes(blend_path: str) -> list[str]:
             old = Path(str(info.get(key) or ""))
             if info.get(key) and old.parent == video.parent:
                 props[key] = str(destination / old.name)
-        copied += 1
+        copied.add(new_video)
     if copied:
-        warnings.insert(0, f"Copied {copied} take(s) made before the first save to {takes_dir}.")
+        warnings.insert(0, f"Copied {len(copied)} take(s) made before the first save to {takes_dir}.")
     return warnings
 
 

@@ -146,6 +146,38 @@ def test_saving_keeps_the_takes_made_before_the_first_save(runner, monkeypatch, 
     assert "Scene_take_002.job.json" in bpy.data.texts
 
 
+def test_a_take_already_copied_is_repointed_not_left_in_the_temporary_folder(runner, monkeypatch, tmp_path):
+    """Two strips of one take (a take split in two) and a save undone (the strip points at the
+    temporary folder again) find the take already copied: they are pointed at the copy too."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "system-temp"))
+    two_entity_shot(1, 49)
+    assert bpy.ops.trajmaster.generate() == {"FINISHED"}
+    scene = module("compat").sequencer_scene(bpy.context, bpy.context.scene)
+    with bpy.context.temp_override(**module("compat").sequencer_override(scene)):
+        assert bpy.ops.sequencer.split(frame=20, type="SOFT", side="RIGHT") == {"FINISHED"}
+    bpy.ops.ed.undo_push(message="Split")  # what the window manager pushes after the operator
+    (tmp_path / "project").mkdir()
+
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "project" / "shot.blend"))
+
+    copy = tmp_path / "project" / "trajmaster" / "Scene" / "Scene_take_001.mp4"
+    assert [Path(bpy.path.abspath(s.filepath)) for s in takes()] == [copy, copy], "both halves of the split take"
+    assert runner.status.info == f"Copied 1 take(s) made before the first save to {copy.parent.parent}."
+
+    # An edit after the save, then undo: the strips are back as they were before the save, in the
+    # temporary folder. The next save points them at the copy again.
+    scene.frame_current = 30
+    bpy.ops.ed.undo_push(message="Frame")
+    bpy.ops.ed.undo()
+    temp = tmp_path / "system-temp" / "trajmaster" / "Scene" / "Scene_take_001.mp4"
+    assert [Path(bpy.path.abspath(s.filepath)).resolve() for s in takes()] == [temp, temp]
+    runner.status.info = ""
+    bpy.ops.wm.save_mainfile()
+    assert [Path(bpy.path.abspath(s.filepath)) for s in takes()] == [copy, copy]
+    assert "stays in the temporary folder" not in runner.status.info
+
+
 def test_worker_stays_between_generations_and_stops_on_unregister(blend, runner):
     two_entity_shot(1, 49)
     runner.use_worker = True
