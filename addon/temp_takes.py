@@ -87,6 +87,12 @@ def _temp_takes() -> list[tuple[Any, dict[str, Any], Path]]:
     return found
 
 
+# The strips the save in progress repointed, as they were: (strip, filepath, the changed properties).
+# A save that writes a copy (File > Save Copy) puts them back afterwards: the copy refers to the
+# copied takes, and the open file keeps its takes in the temporary folder until it is saved itself.
+_repointed: list[tuple[Any, str, dict[str, str]]] = []
+
+
 def keep_temp_takes(blend_path: str) -> list[str]:
     """Copy the takes in the temporary folder to the take folder of the file saved as
     `blend_path`, and repoint their strips. Returns what to tell the user (nothing when there
@@ -114,6 +120,9 @@ def keep_temp_takes(blend_path: str) -> list[str]:
                 "a take of that name. Copy it somewhere safe by hand."
             )
             continue
+        _repointed.append(
+            (strip, strip.filepath, {key: info[key] for key in ("video", "sidecar", "job") if key in info})
+        )
         strip.filepath = str(new_video)
         props = strip[sequencer.TAKE_PROP]
         for key in ("video", "sidecar", "job"):
@@ -130,16 +139,34 @@ def keep_temp_takes(blend_path: str) -> list[str]:
 def _on_save_pre(*args: Any) -> None:
     # Blender 4.2+ passes the path being written; bpy.data.filepath is still the old one here.
     blend_path = args[0] if args and isinstance(args[0], str) and args[0] else bpy.data.filepath
+    _repointed.clear()
     if blend_path:
         messages = keep_temp_takes(blend_path)
         if messages:
             runner.status.info = " ".join(messages)
 
 
+@persistent
+def _on_save_post(*args: Any) -> None:
+    # After a save the written path is the open file's; after Save Copy it is not.
+    written = args[0] if args and isinstance(args[0], str) else ""
+    repointed = [*_repointed]
+    _repointed.clear()
+    current = bpy.data.filepath
+    if not written or (current and os.path.normcase(current) == os.path.normcase(written)):
+        return
+    for strip, filepath, props in repointed:
+        strip.filepath = filepath
+        strip[sequencer.TAKE_PROP].update(props)
+
+
 def register() -> None:
     bpy.app.handlers.save_pre.append(_on_save_pre)
+    bpy.app.handlers.save_post.append(_on_save_post)
 
 
 def unregister() -> None:
+    if _on_save_post in bpy.app.handlers.save_post:
+        bpy.app.handlers.save_post.remove(_on_save_post)
     if _on_save_pre in bpy.app.handlers.save_pre:
         bpy.app.handlers.save_pre.remove(_on_save_pre)

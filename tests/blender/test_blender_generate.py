@@ -178,6 +178,37 @@ def test_a_take_already_copied_is_repointed_not_left_in_the_temporary_folder(run
     assert "stays in the temporary folder" not in runner.status.info
 
 
+def test_save_copy_copies_the_takes_for_the_copy_and_leaves_the_open_file_as_it_was(runner, monkeypatch, tmp_path):
+    """File > Save Copy writes the copy with the copied takes, but the open file's strips stay in
+    the temporary folder: saving the file itself later copies them next to it, not to the copy's."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "system-temp"))
+    two_entity_shot(1, 49)
+    assert bpy.ops.trajmaster.generate() == {"FINISHED"}
+    (strip,) = takes()
+    before = (strip.filepath, module("sequencer").take_info(strip))
+    for folder in ("backup", "project"):
+        (tmp_path / folder).mkdir()
+
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "backup" / "copy.blend"), copy=True)
+
+    assert bpy.data.filepath == ""
+    (strip,) = takes()
+    assert (strip.filepath, module("sequencer").take_info(strip)) == before, "the open file is unchanged"
+    assert (tmp_path / "backup" / "trajmaster" / "Scene" / "Scene_take_001.mp4").is_file()
+
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "project" / "shot.blend"))
+    (strip,) = takes()
+    assert strip.filepath == "//trajmaster/Scene/Scene_take_001.mp4"
+    assert module("sequencer").take_info(strip)["job"] == str(
+        tmp_path / "project" / "trajmaster" / "Scene" / "Scene_take_001.job.json"
+    )
+
+    bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "backup" / "copy.blend"))
+    (strip,) = takes()
+    assert Path(bpy.path.abspath(strip.filepath)) == tmp_path / "backup" / "trajmaster" / "Scene" / "Scene_take_001.mp4"
+
+
 def test_worker_stays_between_generations_and_stops_on_unregister(blend, runner):
     two_entity_shot(1, 49)
     runner.use_worker = True
