@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import ClassVar
 
@@ -238,13 +239,16 @@ def _new_empty(
 
 
 def _reusable(scene: bpy.types.Scene, name: str, kind: str, shot: str) -> bpy.types.Object | None:
-    """The object of that name this example shot made in this scene on an earlier load, if any."""
-    obj = scene.objects.get(name)
-    if obj is None or obj.type != kind or obj.get(EXAMPLE_MARK) != shot or keying_problem(obj):
-        return None
-    if kind == "CAMERA" and obj.animation_data is not None and obj.animation_data.action is not None:
-        return None  # an animated camera would not stay where the shot puts it
-    return obj
+    """The object this example shot made for `name` in this scene on an earlier load, if any: named
+    `name`, or `name.001`... when an object of the user's already had that name."""
+    named = re.compile(rf"{re.escape(name)}(\.\d{{3,}})?")
+    for obj in sorted((o for o in scene.objects if named.fullmatch(o.name)), key=lambda o: (o.name != name, o.name)):
+        if obj.type != kind or obj.get(EXAMPLE_MARK) != shot or keying_problem(obj):
+            continue
+        if kind == "CAMERA" and obj.animation_data is not None and obj.animation_data.action is not None:
+            continue  # an animated camera would not stay where the shot puts it
+        return obj
+    return None
 
 
 def _new_entity(settings: bpy.types.PropertyGroup) -> bpy.types.PropertyGroup:

@@ -341,6 +341,13 @@ def test_an_example_shot_never_rekeys_the_users_own_object_of_the_same_name(blen
     assert mine not in used and used[0].name.startswith("Horse.")
     assert scene.trajmaster.camera != mine_camera
 
+    # Loading it again sets up the example's own "Horse.001" and camera again: nothing piles up.
+    names, camera = sorted(o.name for o in scene.objects), scene.trajmaster.camera
+    assert bpy.ops.trajmaster.load_example_shot(name="demo") == {"FINISHED"}
+    assert sorted(o.name for o in scene.objects) == names
+    assert [e.object for e in scene.trajmaster.entities] == used and scene.trajmaster.camera == camera
+    assert _keys(mine) == mine_keys and tuple(mine_camera.location) == (1.0, 2.0, 3.0)
+
 
 def test_an_unknown_example_shot_is_refused_by_name(blend, ui):
     with pytest.raises(RuntimeError, match=r"no example shot named 'nope'.*demo"):
