@@ -75,8 +75,8 @@ def _temp_takes() -> list[tuple[Any, dict[str, Any], Path]]:
     found = []
     for scene in bpy.data.scenes:
         editor = scene.sequence_editor
-        if editor is None:
-            continue
+        if editor is None or scene.library is not None:
+            continue  # a linked scene's strips are read-only; its own file keeps its takes
         for strip in compat.all_strips(editor):
             info = sequencer.take_info(strip)
             if info is None or strip.type != "MOVIE":
