@@ -36,7 +36,9 @@ def shot_name(scene: bpy.types.Scene) -> str:
 def take_folder(context: bpy.types.Context, shot: str) -> tuple[Path, str | None]:
     """(folder, warning): the shot's take folder, and a warning when it is a temporary one."""
     root = preferences.output_root(context)
-    if root:
+    # A '//'-relative output folder means nothing until the file is saved (it would resolve
+    # against Blender's working directory): an unsaved file uses the temporary folder then.
+    if root and os.path.isabs(root):
         return Path(root) / shot, None
     if bpy.data.filepath:
         return Path(bpy.path.abspath("//trajmaster")) / shot, None

@@ -98,13 +98,18 @@ def test_generate_regenerate_and_open_job(blend, runner):
     assert "Scene_take_003.job.json" in bpy.data.texts
 
 
-def test_unsaved_file_takes_go_to_a_temporary_folder(runner, monkeypatch, tmp_path):
+@pytest.mark.parametrize("output_folder", ["", "//renders/"])
+def test_unsaved_file_takes_go_to_a_temporary_folder(runner, monkeypatch, tmp_path, output_folder):
+    # A '//' output folder has no meaning before the file is saved (not Blender's working folder).
+    bpy.context.preferences.addons[MODULE].preferences.output_folder = output_folder
     bpy.ops.wm.read_homefile(use_empty=True)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     two_entity_shot(1, 49)
     assert bpy.ops.trajmaster.generate() == {"FINISHED"}
     assert "not saved" in runner.status.info
     assert (tmp_path / "trajmaster" / "Scene" / "Scene_take_001.mp4").is_file()
+    assert not (tmp_path / "renders").exists()
     assert [s.name for s in takes()] == ["Scene_take_001"]
 
 
