@@ -33,15 +33,23 @@ def shot_name(scene: bpy.types.Scene) -> str:
     return takes.safe_stem(scene.name)
 
 
+def takes_root(context: bpy.types.Context | None = None, blend_path: str | None = None) -> Path | None:
+    """The folder that holds every shot's take folder for the .blend at `blend_path` (default: the
+    open file): the preferences' output folder, else `trajmaster/` next to the .blend; None for an
+    unsaved file. A '//'-relative output folder means nothing until the file is saved (it would
+    resolve against Blender's working directory)."""
+    root = preferences.output_root(context)
+    if root and os.path.isabs(root):
+        return Path(root)
+    path = bpy.data.filepath if blend_path is None else blend_path
+    return Path(os.path.abspath(path)).parent / "trajmaster" if path else None
+
+
 def take_folder(context: bpy.types.Context, shot: str) -> tuple[Path, str | None]:
     """(folder, warning): the shot's take folder, and a warning when it is a temporary one."""
-    root = preferences.output_root(context)
-    # A '//'-relative output folder means nothing until the file is saved (it would resolve
-    # against Blender's working directory): an unsaved file uses the temporary folder then.
-    if root and os.path.isabs(root):
-        return Path(root) / shot, None
-    if bpy.data.filepath:
-        return Path(bpy.path.abspath("//trajmaster")) / shot, None
+    root = takes_root(context)
+    if root is not None:
+        return root / shot, None
     folder = temp_root() / shot
     return folder, (
         f"The .blend file is not saved, so takes go to a temporary folder ({folder}); "

@@ -21,7 +21,7 @@ from typing import Any
 import bpy
 from bpy.app.handlers import persistent
 
-from . import compat, outputs, preferences, runner, sequencer
+from . import compat, outputs, runner, sequencer
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -87,6 +87,9 @@ def _temp_takes() -> list[tuple[Any, dict[str, Any], Path]]:
     return found
 
 
+# The take properties that name the take's files (sequencer.take_properties).
+_PATH_KEYS = ("video", "sidecar", "job")
+
 # The strips the save in progress repointed, as they were: (strip, filepath, the changed properties).
 # A save that writes a copy (File > Save Copy) puts them back afterwards: the copy refers to the
 # copied takes, and the open file keeps its takes in the temporary folder until it is saved itself.
@@ -97,10 +100,8 @@ def keep_temp_takes(blend_path: str) -> list[str]:
     """Copy the takes in the temporary folder to the take folder of the file saved as
     `blend_path`, and repoint their strips. Returns what to tell the user (nothing when there
     was nothing to do)."""
-    # Where the file's next takes will go: the preferences' output folder, else next to the .blend.
-    root = preferences.output_root()
-    takes_dir = Path(root) if root and os.path.isabs(root) else Path(blend_path).parent / "trajmaster"
-    if _inside(takes_dir, outputs.temp_root()):
+    takes_dir = outputs.takes_root(blend_path=blend_path)  # where the file's next takes will go
+    if takes_dir is None or _inside(takes_dir, outputs.temp_root()):
         return []  # a .blend saved in the system's temporary folder: its takes are there already
     copied: set[Path] = set()  # the takes' new videos (two halves of a split strip are one take)
     warnings = []
@@ -120,12 +121,10 @@ def keep_temp_takes(blend_path: str) -> list[str]:
                 "a take of that name. Copy it somewhere safe by hand."
             )
             continue
-        _repointed.append(
-            (strip, strip.filepath, {key: info[key] for key in ("video", "sidecar", "job") if key in info})
-        )
+        _repointed.append((strip, strip.filepath, {key: info[key] for key in _PATH_KEYS if key in info}))
         strip.filepath = str(new_video)
         props = strip[sequencer.TAKE_PROP]
-        for key in ("video", "sidecar", "job"):
+        for key in _PATH_KEYS:
             old = Path(str(info.get(key) or ""))
             if info.get(key) and old.parent == video.parent:
                 props[key] = str(destination / old.name)
