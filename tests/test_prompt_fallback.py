@@ -9,6 +9,8 @@ import sys
 
 import pytest
 from cli import ROOT, backend
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from backend.errors import UserError
 from backend.prompt_help import WORD_RANGE, fallback, rules
@@ -182,3 +184,35 @@ def test_the_cli_expands_offline_with_events_and_a_result(tmp_path):
     assert "model_problem" not in location.last("result")
     bad = backend("expand", "", "--no-model")
     assert bad.code == 2 and bad.last("error")["code"] == "bad_prompt" and "Traceback" not in bad.stderr
+
+
+PRESET_WORDS = sorted(
+    {
+        w.strip(",").lower()
+        for name, key in (("entities.json", "entities"), ("locations.json", "locations"))
+        for e in json.loads((ROOT / "presets" / name).read_text(encoding="utf-8"))[key]
+        for w in e["prompt"].split()
+    }
+)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(st.sampled_from(PRESET_WORDS), st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=9)),
+        min_size=1,
+        max_size=14,
+    ),
+    st.sampled_from(["entity", "location"]),
+    st.integers(0, 6),
+)
+def test_any_description_of_up_to_14_words_lands_in_the_range_and_passes_the_checks(words, kind, attempt):
+    text = " ".join(words)
+    try:
+        subj = rules.subject(text, kind)
+    except UserError:
+        assert all(w in ("a", "an", "the") for w in words)  # only articles: nothing to expand
+        return
+    result = fallback.expand(text, kind, attempt)
+    assert LOW <= result.words <= HIGH and result.text.startswith(subj.text), result.text
+    assert rules.problem(result.text, subj) is None, (rules.problem(result.text, subj), result.text)

@@ -209,7 +209,7 @@ def _entity(subj: Subject, attempt: int, rng: random.Random, presets: tuple[Pres
         if allowed.allows(phrase, slot) and phrase not in chosen:
             slot_phrases.append(phrase)
     if attempt >= len(matches) and len(slot_phrases) > 3:
-        # A generic candidate leaves out one or two parts, so retries differ in shape too.
+        # A generic candidate often leaves out one part, so retries differ in shape too.
         drop = int(rng.random() * len(slot_phrases))
         slot_phrases = slot_phrases[:drop] + slot_phrases[drop + 1 :] if drop > 0 else slot_phrases
     pool = chosen + [p for p in slot_phrases if p not in chosen]
@@ -235,13 +235,15 @@ def _fit(subj: Subject, pool: list[str], fill: list[str], rng: random.Random, te
             break
         if _fits(subj, text_for([*kept, phrase])):
             kept.append(phrase)
-    for phrase in fill:
-        if _words(text_for(kept)) >= low:
-            break
-        if phrase not in kept and _fits(subj, text_for([*kept, phrase])):
-            kept.append(phrase)
+    for strict in (True, False):  # the floor matters more than a repeated word
+        for phrase in fill:
+            if _words(text_for(kept)) >= low:
+                break
+            candidate = text_for([*kept, phrase])
+            if phrase not in kept and (_fits(subj, candidate) if strict else _words(candidate) <= high):
+                kept.append(phrase)
     text = text_for(kept)
-    if not low <= _words(text) <= high:  # pragma: no cover - the pools make this unreachable
+    if not low <= _words(text) <= high:  # unreachable: a subject has at most 24 words, a fill phrase 5
         raise AssertionError(f"fallback made {_words(text)} words for {subj.text!r}")
     return text
 

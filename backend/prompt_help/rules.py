@@ -41,7 +41,7 @@ CHATTY = re.compile(
 # "city street | lined with ...", "beach at sunset | with ..."); participles count too.
 CONTINUATIONS = frozenset(
     """with in of on at under near by beside along between among wearing dressed covered made shaped lined
-    full filled glowing surrounded dotted framed bordered overlooking where whose that and""".split()
+    full filled glowing surrounded dotted framed bordered overlooking lit where whose that and""".split()
 )
 MARKUP = re.compile(r"[*#<>\[\]{}|\\_=~^`@$%&]|https?:|\.\.\.")
 WORD_SHAPE = re.compile(r"[A-Za-z0-9]+(?:['-][A-Za-z0-9]+)*")
@@ -130,8 +130,10 @@ def subject(text: str, kind: str) -> Subject:
         )
     words = " ".join(" ".join(folded).split()).strip(" .,;:!?\"'").split()
     words = [w for w in words if any(c.isalnum() for c in w) or w in ("&", "-")]
-    if not words:
+    if all(w.lower() in ARTICLES for w in words):
         raise UserError("bad_prompt", "Type a few words to expand first (for example 'a dog' or 'desert').")
+    while len(words) > 1 and words[0].lower() in ARTICLES and words[1].lower() in ARTICLES:
+        words.pop(0)  # "a a dog", "the a beach": one article is what was meant
     if words[0].lower() in ARTICLES:
         words[0] = words[0].lower()
     if kind == "entity":
@@ -263,8 +265,8 @@ def repeats(text: str, subj: Subject) -> str | None:
         if w not in FUNCTION_WORDS and words.count(w) > 2 + word_list(subj.text).count(w):
             return f"repeated words ({w!r})"
     pairs = [p for p in itertools.pairwise(words) if not set(p) <= FUNCTION_WORDS]
-    user_pairs = set(itertools.pairwise(word_list(subj.text)))
+    user_pairs = list(itertools.pairwise(word_list(subj.text)))
     for p in set(pairs):
-        if pairs.count(p) > 1 + (p in user_pairs):
+        if pairs.count(p) > max(1, user_pairs.count(p) + (p in user_pairs)):
             return f"repeated phrases ({' '.join(p)!r})"
     return None
