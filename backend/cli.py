@@ -1,4 +1,5 @@
-"""`python -m backend`: validate and run jobs, serve as a worker, manage the model.
+"""`python -m backend`: validate and run jobs, serve as a worker, manage the model, expand
+prompts and put takes side by side.
 
 Run from the extension's root folder. Progress goes to stdout as JSON-lines events (see
 docs/protocol.md); messages for people go to stderr. Exit codes: 0 success, 2 bad input
@@ -24,6 +25,19 @@ from .progress import Report
 def _model_commands():
     # Kept free of torch at import time, so --help and the preview engine work without it.
     from .cogvideox import commands
+
+    return commands
+
+
+def _contact_sheet():
+    from . import contact_sheet
+
+    return contact_sheet
+
+
+def _prompt_commands():
+    # Prompt help: the fallback needs only the standard library, the model transformers.
+    from .prompt_help import commands
 
     return commands
 
@@ -67,11 +81,30 @@ def build_parser() -> argparse.ArgumentParser:
         "shutdown; see docs/protocol.md) and keeps the model loaded between jobs. Exits on EOF.",
     )
     model.add_model_arguments(p)
+    _prompt_commands().add_prompt_model_argument(p)
+
+    p = sub.add_parser(
+        "expand",
+        help="expand a short description into a 15-24-word entity or location prompt",
+        description="Turn a short description ('a dog', 'desert') into a 15-24-word prompt in the style of the "
+        "model's training captions, keeping the words given: with the prompt model if it is installed "
+        "(download --only prompt), else (or when its answers are refused) with the offline fallback.",
+    )
+    _prompt_commands().add_expand_arguments(p)
+
+    p = sub.add_parser(
+        "contact-sheet",
+        help="put 2-8 takes side by side in one video",
+        description="Make one video of several takes side by side in a grid, each cell labelled, for comparing "
+        "a set of variations. Never overwrites: OUT must not exist yet.",
+    )
+    _contact_sheet().add_arguments(p)
 
     p = sub.add_parser(
         "download",
         help="download the model weights from the Hugging Face hub",
-        description="Download THUDM/CogVideoX-5b and KwaiVGI/3DTrajMaster (resumable).",
+        description="Download THUDM/CogVideoX-5b and KwaiVGI/3DTrajMaster (resumable); with --prompt-model (or "
+        "--only prompt) also the optional prompt help model Qwen/Qwen2.5-1.5B-Instruct (Apache-2.0, 3.1 GB).",
     )
     model.add_download_arguments(p)
 
@@ -104,7 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         return {"doctor": _doctor, "bench": _bench}[args.command](args, stream)
     report = Report(stream)
     stream.emit("hello", pid=os.getpid(), version=__version__, engine=getattr(args, "engine", None))
-    return {"validate": _validate, "generate": _generate, "download": _download}[args.command](args, report)
+    commands = {
+        "validate": _validate,
+        "generate": _generate,
+        "download": _download,
+        "expand": _prompt_commands().run_expand,
+        "contact-sheet": _contact_sheet().run,
+    }
+    return commands[args.command](args, report)
 
 
 def _validate(args: argparse.Namespace, report: Report) -> int:

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from . import checks, poses
+from .prompt_help import WORD_RANGE
 from .templates import (
     FACING_MODES,
     SEGMENT_TYPES,
@@ -47,7 +48,7 @@ FORMATS = (ENTITIES_FORMAT, LOCATIONS_FORMAT, TRAJECTORIES_FORMAT, SHOT_FORMAT)
 # No number in a preset file is larger than this (metres, degrees, frames, seconds, shares).
 LARGEST = 1e6
 # The prompt length the model follows well (model reference, section 1); checked for built-ins.
-PROMPT_WORDS = (15, 24)
+PROMPT_WORDS = WORD_RANGE
 
 
 class PresetError(ValueError):

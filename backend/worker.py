@@ -24,6 +24,7 @@ from .events import EventStream
 from .generate import run_job
 from .outcome import report_outcome
 from .progress import Report
+from .prompt_help import commands as prompt_help
 
 _SHUTDOWN = {"op": "shutdown"}
 GENERATE_FIELDS = {"op", "id", "job", "out", "name", "png", "engine"}
@@ -93,7 +94,7 @@ def _read_requests(stream: EventStream, requests: queue.Queue, current: _Current
 
 def _request_problem(request: dict[str, Any]) -> str | None:
     if request["op"] != "generate":
-        return f"unknown op {request['op']!r}; use generate, cancel, ping or shutdown"
+        return f"unknown op {request['op']!r}; use generate, expand, cancel, ping or shutdown"
     unknown = set(request) - GENERATE_FIELDS
     if unknown:
         return f"unknown fields {sorted(unknown)}"
@@ -117,6 +118,7 @@ def serve(args: argparse.Namespace, stream: EventStream) -> int:
     signal.signal(signal.SIGINT, on_signal)
     loading_report = Report(stream)
     engines = EngineCache(args, loading_report)
+    expander = prompt_help.expander_for(args)  # loads the prompt model at the first expand only
     threading.Thread(target=_read_requests, args=(stream, requests, current), daemon=True).start()
     stream.emit("hello", pid=os.getpid(), version=__version__, engine=None)
     stream.emit("ready")
@@ -127,6 +129,10 @@ def serve(args: argparse.Namespace, stream: EventStream) -> int:
             if op == "shutdown":
                 break
             if op == "ping":
+                stream.emit("ready")
+                continue
+            if op == "expand":
+                prompt_help.serve_expand(expander, request, stream)
                 stream.emit("ready")
                 continue
             problem = _request_problem(request)
@@ -144,6 +150,7 @@ def serve(args: argparse.Namespace, stream: EventStream) -> int:
             stream.emit("ready")
     finally:
         engines.close()
+        expander.close()
         stream.emit("bye")
     return EXIT_OK
 

@@ -127,9 +127,14 @@ def add_download_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--only",
-        choices=("all", "trajmaster", "base"),
+        choices=("all", "trajmaster", "base", "prompt"),
         default="all",
-        help="download only KwaiVGI/3DTrajMaster or only THUDM/CogVideoX-5b",
+        help="download only KwaiVGI/3DTrajMaster, only THUDM/CogVideoX-5b or only the prompt help model",
+    )
+    parser.add_argument(
+        "--prompt-model",
+        action="store_true",
+        help="also download the optional prompt help model Qwen/Qwen2.5-1.5B-Instruct (Apache-2.0, 3.1 GB)",
     )
     parser.add_argument("--offline", action="store_true", help="do not use the network: check what is already there")
     parser.add_argument("--token", metavar="TOKEN", help="Hugging Face token (default: $HF_TOKEN or the saved login)")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..prompt_help import model as prompt_model
 from . import weights
 
 PACKAGES = (
@@ -38,6 +39,8 @@ def doctor(args: argparse.Namespace) -> dict[str, Any]:
     report["weights"] = _weights(args)
     folder = Path(args.weights).expanduser() if args.weights else weights.default_weights_dir()
     report["disk"] = _disk(folder)
+    # Optional: without it prompt help uses its offline fallback, so it is never a problem here.
+    report["prompt_model"] = prompt_model.describe(folder)
     problems = []
     if report["packages"]["torch"] is None:
         problems.append("torch is not installed")
@@ -126,6 +129,14 @@ def format_doctor(report: dict[str, Any]) -> str:
         )
     else:
         lines.append(f"weights     NOT READY: {w['problem']}" + (f" ({w['hint']})" if w.get("hint") else ""))
+    prompt = report["prompt_model"]
+    if prompt["ok"]:
+        lines.append(f"prompts     {prompt['path']} ({prompt['license']})")
+    else:
+        lines.append(
+            f"prompts     offline fallback only: {prompt['problem']} (optional: python -m backend download --only "
+            f"prompt, {prompt_model.REPO}, {prompt_model.LICENSE})"
+        )
     lines.append(
         f"disk        {disk['free_bytes'] / GIB:.1f} GiB free at {disk['folder']} (a download needs about "
         f"{disk['download_needs_gib']} GiB)"

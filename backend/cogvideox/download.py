@@ -5,6 +5,8 @@ Into the weights folder (or --dest):
                   carries one, a CogVideoX-5B folder)
   CogVideoX-5b/   THUDM/CogVideoX-5b, without its transformer/ (the injector folder holds a full
                   transformer), skipped when the first snapshot already has a CogVideoX-5B folder
+  Qwen2.5-1.5B-Instruct/   optional (--prompt-model or --only prompt): the prompt help model,
+                  Qwen/Qwen2.5-1.5B-Instruct, Apache-2.0 (backend/prompt_help/model.py)
 Downloads resume where they stopped (huggingface_hub keeps partial files); HF_TOKEN or a saved
 `hf auth login` is used for gated or private access; --offline only checks what is there.
 Pickle files are never fetched: this backend loads safetensors only.
@@ -34,6 +36,8 @@ def download(args: argparse.Namespace, report: Report) -> dict[str, Any]:
     except OSError as exc:
         raise UserError("bad_output", f"Cannot create the weights folder {dest} ({exc.strerror}).") from None
     fetched: dict[str, str] = {}
+    video = args.only != "prompt"
+    prompt = args.only == "prompt" or getattr(args, "prompt_model", False)
     if args.only in ("all", "trajmaster"):
         fetched[TRAJMASTER[0]] = _fetch(TRAJMASTER, dest, IGNORE, args, report)
     if args.only in ("all", "base"):
@@ -42,13 +46,28 @@ def download(args: argparse.Namespace, report: Report) -> dict[str, Any]:
             report.log(f"{TRAJMASTER[0]} already holds a CogVideoX-5B folder ({bundled}); not fetching {BASE[0]}.")
         else:
             fetched[BASE[0]] = _fetch(BASE, dest, BASE_IGNORE, args, report)
-    result: dict[str, Any] = {"dest": str(dest), "repos": fetched}
-    try:
-        result["weights"] = weights.resolve(weights=dest).as_dict()
-        result["ready"] = True
-    except UserError as exc:
-        result["ready"] = False
-        result["problem"] = exc.message
+    result: dict[str, Any] = {"dest": str(dest), "repos": fetched, "licenses": {}}
+    ready = True
+    if prompt:
+        from ..prompt_help import model as prompt_model
+
+        report.log(
+            f"{prompt_model.REPO} is licensed {prompt_model.LICENSE} (see its model card); it is optional: prompt "
+            "help works without it, with its offline fallback."
+        )
+        fetched[prompt_model.REPO] = _fetch((prompt_model.REPO, prompt_model.FOLDER), dest, IGNORE, args, report)
+        result["licenses"][prompt_model.REPO] = prompt_model.LICENSE
+        result["prompt_model"] = prompt_model.describe(dest)
+        ready = result["prompt_model"]["ok"]
+        if not ready:
+            result["problem"] = result["prompt_model"]["problem"]
+    if video:
+        try:
+            result["weights"] = weights.resolve(weights=dest).as_dict()
+        except UserError as exc:
+            ready = False
+            result["problem"] = exc.message
+    result["ready"] = ready  # everything this command was asked for is there and usable
     return result
 
 
