@@ -4,12 +4,17 @@ Blender loads the repository root as the extension package; everything Blender-s
 `addon/`, the model-side process in `backend/` (never imported with torch here).
 """
 
-from . import addon
 
-
+# Imported when Blender enables the extension, not at import time: pytest imports this file on its
+# own (as "__init__", without a parent package) when the checkout's folder name is not a Python
+# name, e.g. a plain `git clone` into "trajmaster-previz", and a relative import would fail there.
 def register() -> None:
+    from . import addon
+
     addon.register()
 
 
 def unregister() -> None:
+    from . import addon
+
     addon.unregister()
