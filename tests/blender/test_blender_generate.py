@@ -108,7 +108,9 @@ def test_unsaved_file_takes_go_to_a_temporary_folder(runner, monkeypatch, tmp_pa
     two_entity_shot(1, 49)
     assert bpy.ops.trajmaster.generate() == {"FINISHED"}
     assert "not saved" in runner.status.info
-    assert (tmp_path / "trajmaster" / "Scene" / "Scene_take_001.mp4").is_file()
+    folder = module("outputs").unsaved_folder()  # this file's own folder under the temporary one
+    assert folder.parent == tmp_path / "trajmaster" and str(folder) in runner.status.info
+    assert (folder / "Scene" / "Scene_take_001.mp4").is_file()
     assert not (tmp_path / "renders").exists()
     assert [s.name for s in takes()] == ["Scene_take_001"]
 
@@ -121,7 +123,7 @@ def test_saving_keeps_the_takes_made_before_the_first_save(runner, monkeypatch, 
     two_entity_shot(1, 49)
     for _ in range(2):
         assert bpy.ops.trajmaster.generate() == {"FINISHED"}
-    temp = tmp_path / "system-temp" / "trajmaster" / "Scene"
+    temp = module("outputs").unsaved_folder() / "Scene"
     # Another project already used the name of the first take in the folder saved into.
     project = tmp_path / "project"
     (project / "trajmaster" / "Scene").mkdir(parents=True)
@@ -175,7 +177,7 @@ def test_a_take_already_copied_is_repointed_not_left_in_the_temporary_folder(run
     scene.frame_current = 30
     bpy.ops.ed.undo_push(message="Frame")
     bpy.ops.ed.undo()
-    temp = tmp_path / "system-temp" / "trajmaster" / "Scene" / "Scene_take_001.mp4"
+    temp = module("outputs").unsaved_folder() / "Scene" / "Scene_take_001.mp4"
     assert [Path(bpy.path.abspath(s.filepath)).resolve() for s in takes()] == [temp, temp]
     runner.status.info = ""
     bpy.ops.wm.save_mainfile()
