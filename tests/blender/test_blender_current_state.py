@@ -46,19 +46,7 @@ def settle():
     scope.tick()
 
 
-def two_entity_shot(start=1, end=49):
-    scene = bpy.context.scene
-    cam = scenes.camera(scene)
-    walker = scenes.keyframed(scene, "Walker", start, end, y=2.0)
-    bear = scenes.keyframed(scene, "Bear", start, end, x0=3.0, x1=-1.0, y=5.0)
-    return scene, scenes.shot(scene, cam, [walker, bear], start, end)
-
-
-def takes(scene=None):
-    compat = module("compat")
-    editor = compat.sequencer_scene(bpy.context, scene or bpy.context.scene).sequence_editor
-    strips = compat.strips(editor) if editor else []
-    return sorted((s for s in strips if "trajmaster" in s), key=lambda s: s.name)
+two_entity_shot, takes = scenes.two_entity_shot, scenes.takes
 
 
 def findings(scene=None):
@@ -216,18 +204,18 @@ def test_a_centimetre_scene_gives_metres(runner):
 
 
 def test_a_template_is_keyed_in_the_scenes_units(runner):
-    scene, walker = _shot_in_units(0.01)
-    walker.animation_data_clear()
-    assert bpy.ops.trajmaster.apply_template(template="Straight across") == {"FINISHED"}
-    build = module("job_export").build(bpy.context, scene)
-    scene, walker = _shot_in_units(1.0)
-    walker.animation_data_clear()
-    assert bpy.ops.trajmaster.apply_template(template="Straight across") == {"FINISHED"}
-    np.testing.assert_allclose(
-        build.job["entities"][0]["poses"],
-        module("job_export").build(bpy.context, scene).job["entities"][0]["poses"],
-        atol=1e-4,
-    )
+    """A template lays its path out in metres in front of the camera: in a centimetre scene the keys
+    are a hundred times the numbers, and the job the same as in a metre scene."""
+    distances, jobs = [], []
+    for unit_scale in (1.0, 0.01):
+        scene, walker = _shot_in_units(unit_scale)
+        walker.animation_data_clear()
+        assert bpy.ops.trajmaster.apply_template(template="Straight across") == {"FINISHED"}
+        scene.frame_set(1)
+        distances.append((walker.matrix_world.translation - scene.camera.matrix_world.translation).length)
+        jobs.append(module("job_export").build(bpy.context, scene).job)
+    assert distances[1] == pytest.approx(100 * distances[0], rel=1e-4) and 3 < distances[0] < 13
+    np.testing.assert_allclose(jobs[1]["entities"][0]["poses"], jobs[0]["entities"][0]["poses"], atol=1e-4)
 
 
 # --- 2. texts and findings follow the file and the shot ---------------------------------------------

@@ -27,19 +27,7 @@ def module(name):
     return importlib.import_module(f"{MODULE}.addon.{name}")
 
 
-def two_entity_shot(start=10, end=73):
-    scene = bpy.context.scene
-    cam = scenes.camera(scene)
-    walker = scenes.keyframed(scene, "Walker", start, end, y=2.0)
-    bear = scenes.keyframed(scene, "Bear", start, end, x0=3.0, x1=-1.0, y=5.0)
-    return scene, scenes.shot(scene, cam, [walker, bear], start, end)
-
-
-def takes(scene=None):
-    compat = module("compat")
-    editor = compat.sequencer_scene(bpy.context, scene or bpy.context.scene).sequence_editor
-    strips = compat.strips(editor) if editor else []
-    return sorted((s for s in strips if "trajmaster" in s), key=lambda s: s.name)
+two_entity_shot, takes = scenes.two_entity_shot, scenes.takes
 
 
 def pid_alive(pid):
