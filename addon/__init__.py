@@ -16,7 +16,9 @@ from types import ModuleType
 def _modules() -> tuple[ModuleType, ...]:
     from . import (
         camera_match,
+        keys,
         operators,
+        outputs,
         overlay,
         panel,
         panel_viewport,
@@ -25,6 +27,7 @@ def _modules() -> tuple[ModuleType, ...]:
         properties,
         runner,
         setup_ops,
+        status_scope,
         temp_takes,
     )
 
@@ -34,9 +37,12 @@ def _modules() -> tuple[ModuleType, ...]:
         preferences,
         properties,
         operators,
+        keys,
         setup_ops,
         camera_match,
+        outputs,
         overlay,
+        status_scope,
         panel,
         panel_viewport,
         presets_ui,

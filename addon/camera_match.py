@@ -2,9 +2,14 @@
 
 The model renders 720 x 480 through a 35 mm lens on a 23.76 mm wide sensor (backend/poses.py,
 MODEL_*), centred. With `rig_pose` the camera also takes the training rig's attitude: pitch
--5.356 degrees and no roll, keeping its position and heading, which is exactly the camera the
-Rig mapping substitutes (poses.rig_camera), so the viewport through this camera then frames
-what the model frames.
+-5.356 degrees and no roll, keeping its position and heading, which is the camera the Rig mapping
+substitutes (poses.rig_camera) except for its height: the rig's camera stands at eye height.
+
+A camera high above the action, pitched like the rig, looks over it: the action leaves the
+camera view. The operator then warns (and the panel lists it: checks.check_camera_view) rather
+than moving the camera down: the position is the user's composition, the option promises to keep
+it, and in the Rig mapping the model frames the action from eye height anyway, so the take is not
+affected; the warning says how high the camera is and that about 1.6 m shows the model's framing.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from bpy.props import BoolProperty
 from mathutils import Matrix
 
 from ..backend import poses
-from . import compat, job_export
+from . import compat, job_export, runner
 
 
 def rig_pose_matrix(camera_matrix: np.ndarray) -> np.ndarray:
@@ -99,8 +104,23 @@ class TRAJMASTER_OT_match_model_camera(bpy.types.Operator):
                     "animation or constraint sets it again.",
                 )
                 return {"FINISHED"}
+            missed = _missed_action(context, scene)
+            if missed:
+                self.report({"WARNING"}, f"{text}. " + " ".join(missed))
+                return {"FINISHED"}
         self.report({"INFO"}, text + ".")
         return {"FINISHED"}
+
+
+def _missed_action(context: bpy.types.Context, scene: bpy.types.Scene) -> list[str]:
+    """Check the shot through the turned camera (the panel lists the findings, as after Check Shot)
+    and return what says the camera view, or the model's, misses an entity."""
+    try:
+        found = job_export.shot_findings(context, scene)
+    except job_export.ShotError:
+        return []  # no shot to frame yet
+    runner.set_findings(scene, found)
+    return [f.message for f in found if f.code in ("camera_view", "out_of_view")]
 
 
 classes = (TRAJMASTER_OT_match_model_camera,)

@@ -78,6 +78,25 @@ def action_fcurves(action: bpy.types.Action | None) -> Iterator[bpy.types.FCurve
     yield from getattr(action, "fcurves", ())
 
 
+def object_fcurves(obj: bpy.types.Object) -> list[bpy.types.FCurve]:
+    """The F-curves of `obj`'s own action that animate it: in a layered action (4.4+) only its own
+    slot's channels (other slots animate other objects)."""
+    anim = obj.animation_data
+    if anim is None or anim.action is None:
+        return []
+    slot = getattr(anim, "action_slot", None)
+    layers = getattr(anim.action, "layers", None)
+    if slot is not None and layers:
+        found = []
+        for layer in layers:
+            for strip in layer.strips:
+                bag = strip.channelbag(slot) if hasattr(strip, "channelbag") else None
+                if bag is not None:
+                    found.extend(bag.fcurves)
+        return found
+    return list(action_fcurves(anim.action))
+
+
 def draw_progress(layout: bpy.types.UILayout, factor: float, text: str) -> None:
     if hasattr(layout, "progress"):
         layout.progress(factor=factor, type="BAR", text=text)

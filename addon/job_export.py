@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import bpy
+import numpy as np
 
 from ..backend import checks, poses, timeplan
 from ..backend import job as jobfile
-from . import sampling
+from . import keys, presence, sampling
 
 MAX_PROMPT_CHARS = 600
 MAX_NAME_CHARS = 63
@@ -23,13 +24,29 @@ GOOD_WORDS = (15, 24)
 
 
 class ShotError(ValueError):
-    """The shot cannot be turned into a job; the message is for the user."""
+    """The shot cannot be turned into a job; the message is for the user (one of shot_problems)."""
+
+
+class MotionError(ShotError):
+    """The sampled motion cannot be used (a degenerate matrix during the shot)."""
 
 
 @dataclass
 class Export:
     job: dict[str, Any]
     findings: list[checks.Finding]
+
+
+@dataclass
+class Sampled:
+    """The shot sampled at the 13 pose slots and the 49 video frames (world matrices in metres)."""
+
+    camera: bpy.types.Object
+    entities: list[Any]  # the TRAJMASTER_PG_entity items, in order
+    slots: np.ndarray  # (1 + entities, 13, 4, 4): the camera first
+    video: np.ndarray  # (1 + entities, 49, 4, 4)
+    mapping: str
+    frame_box: checks.FrameBox | None  # the camera's own frame at unit depth (perspective only)
 
 
 def shot_camera(scene: bpy.types.Scene) -> bpy.types.Object | None:
@@ -49,15 +66,41 @@ def _prompt_problem(what: str, text: str) -> str | None:
     return None
 
 
-def shot_problems(scene: bpy.types.Scene) -> list[str]:
-    """Everything that stops this scene's shot from being generated, as sentences for the user."""
+def shot_problems(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer | None = None) -> list[str]:
+    """Everything that stops this scene's shot from being generated, as sentences for the user
+    (`view_layer`: where the shot is evaluated, default presence.shot_view_layer)."""
+    problems = _structure_problems(scene, view_layer)
     settings = scene.trajmaster
+    for k, ent in enumerate(settings.entities, start=1):
+        if ent.object is None:
+            continue
+        problem = _prompt_problem(f"prompt of entity {k} ({ent.object.name})", ent.prompt)
+        if problem:
+            problems.append(problem)
+    problem = _prompt_problem("location prompt", settings.location_prompt)
+    if problem:
+        problems.append(problem)
+    if settings.annealed_steps > settings.steps:
+        problems.append(
+            f"Annealed steps ({settings.annealed_steps}) cannot exceed the steps ({settings.steps}); lower them."
+        )
+    return problems
+
+
+def _structure_problems(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer | None = None) -> list[str]:
+    """What stops the shot from being sampled at all: the camera, the range and the entities' empties."""
+    settings = scene.trajmaster
+    view_layer = view_layer or presence.shot_view_layer(bpy.context, scene)
     problems: list[str] = []
     camera = shot_camera(scene)
     if camera is None:
         problems.append("The shot has no camera; pick one in the TrajMaster panel or set the scene camera.")
     elif camera.type != "CAMERA":
         problems.append(f"'{camera.name}' is not a camera; pick a camera object for the shot.")
+    else:
+        missing = presence.missing_reason(camera, scene, view_layer)
+        if missing:
+            problems.append(f"The shot camera '{camera.name}' {missing}; pick a camera that is in the scene.")
     if settings.frame_end - settings.frame_start < 1:
         problems.append(
             f"The shot range {settings.frame_start}-{settings.frame_end} is shorter than 2 frames; "
@@ -87,16 +130,12 @@ def shot_problems(scene: bpy.types.Scene) -> list[str]:
         seen.setdefault(obj.name, k)
         if len(obj.name) > MAX_NAME_CHARS:
             problems.append(f"The empty '{obj.name}' has a name longer than {MAX_NAME_CHARS} characters; rename it.")
-        problem = _prompt_problem(f"prompt of entity {k} ({obj.name})", ent.prompt)
-        if problem:
-            problems.append(problem)
-    problem = _prompt_problem("location prompt", settings.location_prompt)
-    if problem:
-        problems.append(problem)
-    if settings.annealed_steps > settings.steps:
-        problems.append(
-            f"Annealed steps ({settings.annealed_steps}) cannot exceed the steps ({settings.steps}); lower them."
-        )
+        missing = presence.missing_reason(obj, scene, view_layer)
+        if missing:
+            problems.append(
+                f"Entity {k}'s empty '{obj.name}' {missing}; put it back in the scene, or pick another empty "
+                "or remove the entity."
+            )
     return problems
 
 
@@ -104,61 +143,127 @@ def scene_fps(scene: bpy.types.Scene) -> float:
     return scene.render.fps / scene.render.fps_base
 
 
-def build(context: bpy.types.Context, scene: bpy.types.Scene) -> Export:
-    """Sample the shot and build its job. Raises ShotError with the first problem."""
-    problems = shot_problems(scene)
+def sample(context: bpy.types.Context, scene: bpy.types.Scene) -> Sampled:
+    """Sample the camera and the entities over the shot. Raises ShotError when the shot cannot be
+    sampled (no camera, a missing empty: the first of its problems) and MotionError when a matrix
+    cannot be used."""
+    view_layer = presence.shot_view_layer(context, scene)
+    problems = _structure_problems(scene, view_layer)
     if problems:
         raise ShotError(problems[0])
     settings = scene.trajmaster
     camera = shot_camera(scene)
     entities = list(settings.entities)
-    mapping = settings.pose_mapping.lower()
     start, end = settings.frame_start, settings.frame_end
     pose_times = timeplan.pose_times(start, end)
     video_times = timeplan.video_times(start, end)
     objects = [camera, *(e.object for e in entities)]
     # One pass over the 62 instants: the 13 pose slots and the 49 video frames.
     mats = sampling.world_matrices(context, scene, objects, [*pose_times, *video_times])
-    slots, video = mats[:, : len(pose_times)], mats[:, len(pose_times) :]
     # Check each object's matrices on their own first, so a refusal names the object.
     for obj, matrices in zip(objects, mats, strict=True):
         try:
             poses.rigid_frame(matrices, "its transform")
         except poses.PoseError as exc:
-            raise ShotError(f"'{obj.name}' cannot be used during the shot: {exc}.") from None
-    context13 = poses.camera_context(slots[0], mapping)
-    context49 = poses.camera_context(video[0], mapping)
+            raise MotionError(f"'{obj.name}' cannot be used during the shot: {exc}.") from None
+    return Sampled(
+        camera,
+        entities,
+        mats[:, : len(pose_times)],
+        mats[:, len(pose_times) :],
+        settings.pose_mapping.lower(),
+        camera_frame_box(scene, camera),
+    )
+
+
+def camera_frame_box(scene: bpy.types.Scene, camera: bpy.types.Object) -> checks.FrameBox | None:
+    """The camera's own frame (lens, sensor fit, shift, the scene's resolution) at unit depth, or
+    None for an orthographic or panoramic camera."""
+    if camera.data.type != "PERSP":
+        return None
+    corners = np.array([tuple(c) for c in camera.data.view_frame(scene=scene)], dtype=np.float64)
+    depth = -corners[:, 2]
+    u, v = corners[:, 0] / depth, corners[:, 1] / depth
+    return float(u.min()), float(u.max()), float(v.min()), float(v.max())
+
+
+def entity_poses(sampled: Sampled) -> list[dict[str, Any]]:
+    """Each entity's name, facing and model poses at the slots and the video frames."""
+    cam_slots, cam_video = sampled.slots[0], sampled.video[0]
     items = []
-    tilts = []
-    for k, ent in enumerate(entities, start=1):
+    for k, ent in enumerate(sampled.entities, start=1):
         facing = ent.forward_axis
         items.append(
             {
                 "name": ent.object.name,
-                "prompt": ent.prompt.strip(),
-                "poses": poses.model_poses(slots[0], slots[k], facing, mapping),
-                "video_poses": poses.model_poses(video[0], video[k], facing, mapping),
-                "color": [round(float(c), 4) for c in ent.color],
+                "poses": poses.model_poses(cam_slots, sampled.slots[k], facing, sampled.mapping),
+                "video_poses": poses.model_poses(cam_video, sampled.video[k], facing, sampled.mapping),
                 "forward_axis": facing,
             }
         )
-        tilts.append(poses.tilt_degrees(slots[k]))
-    findings = checks.check_shot(
+    return items
+
+
+def findings(sampled: Sampled, items: list[dict[str, Any]] | None = None) -> list[checks.Finding]:
+    """The in-distribution checks on a sampled shot (what Check Shot lists)."""
+    items = items if items is not None else entity_poses(sampled)
+    context13 = poses.camera_context(sampled.slots[0], sampled.mapping)
+    found = checks.check_shot(
         [i["name"] for i in items],
         [i["poses"] for i in items],
         context13,
-        mapping,
-        tilts=tilts,
+        sampled.mapping,
+        tilts=[poses.tilt_degrees(sampled.slots[k]) for k in range(1, len(items) + 1)],
+        eased=[keys.eased(e.object) for e in sampled.entities],
     )
-    findings += checks.check_camera(video[0])
+    if sampled.mapping == "rig":
+        for k, item in enumerate(items):
+            # Where the model's own camera misses it, the out-of-view warning says so already.
+            framed = np.ones(timeplan.POSE_SLOTS, dtype=bool)
+            for f in found:
+                if f.entity == k and f.code == "out_of_view":
+                    framed[f.slots] = False
+            found += checks.check_camera_view(
+                k,
+                item["name"],
+                sampled.slots[0],
+                sampled.slots[k + 1],
+                sampled.frame_box or checks.MODEL_FRAME_BOX,
+                framed,
+            )
+    found += checks.check_camera(sampled.video[0])
+    return found
+
+
+def shot_findings(context: bpy.types.Context, scene: bpy.types.Scene) -> list[checks.Finding]:
+    """Sample the shot and check it, whatever its prompts say. Raises ShotError."""
+    return findings(sample(context, scene))
+
+
+def build(context: bpy.types.Context, scene: bpy.types.Scene) -> Export:
+    """Sample the shot and build its job. Raises ShotError with the first problem."""
+    problems = shot_problems(scene, presence.shot_view_layer(context, scene))
+    if problems:
+        raise ShotError(problems[0])
+    sampled = sample(context, scene)
+    settings = scene.trajmaster
+    camera = sampled.camera
+    start, end = settings.frame_start, settings.frame_end
+    items = entity_poses(sampled)
+    for item, ent in zip(items, sampled.entities, strict=True):
+        item["prompt"] = ent.prompt.strip()
+        item["color"] = [round(float(c), 4) for c in ent.color]
+    found = findings(sampled, items)
     job = jobfile.build_job(
         scene_name=scene.name[:MAX_NAME_CHARS],
         frame_start=start,
         frame_end=end,
         scene_fps=scene_fps(scene),
         location=settings.location_prompt.strip(),
-        entities=items,
-        pose_mapping=mapping,
+        entities=[
+            {key: i[key] for key in ("name", "prompt", "poses", "video_poses", "color", "forward_axis")} for i in items
+        ],
+        pose_mapping=sampled.mapping,
         engine=settings.engine.lower(),
         sampling={
             "seed": settings.seed,
@@ -167,7 +272,11 @@ def build(context: bpy.types.Context, scene: bpy.types.Scene) -> Export:
             "lora_scale": round(settings.lora_scale, 4),
             "annealed_steps": settings.annealed_steps,
         },
-        camera={"name": camera.name[:MAX_NAME_CHARS], "context": context13, "video_context": context49},
+        camera={
+            "name": camera.name[:MAX_NAME_CHARS],
+            "context": poses.camera_context(sampled.slots[0], sampled.mapping),
+            "video_context": poses.camera_context(sampled.video[0], sampled.mapping),
+        },
         video=True,
         source={
             "blender": bpy.app.version_string,
@@ -175,7 +284,7 @@ def build(context: bpy.types.Context, scene: bpy.types.Scene) -> Export:
             "addon": _addon_version(),
         },
     )
-    return Export(job, findings)
+    return Export(job, found)
 
 
 def _addon_version() -> str:

@@ -16,11 +16,13 @@ from bpy.props import BoolProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
 
 from ..backend import job as jobfile
-from . import job_export, outputs, properties, runner, sequencer
+from . import job_export, outputs, properties, runner, sequencer, status_scope
 
 
-def _fail(op: bpy.types.Operator, message: str) -> set[str]:
-    runner.status.last_error = message
+def _fail(op: bpy.types.Operator, message: str, *subject: object) -> set[str]:
+    """Report `message` and show it in the panel as being about `subject` (status_scope.py; default:
+    the open file)."""
+    runner.status.say("last_error", message, *subject)
     op.report({"ERROR"}, message)
     return {"CANCELLED"}
 
@@ -34,7 +36,8 @@ def _export(op: bpy.types.Operator, context: bpy.types.Context) -> job_export.Ex
     try:
         export = job_export.build(context, context.scene)
     except job_export.ShotError as exc:
-        _fail(op, str(exc))
+        # About the shot: it goes away once the shot is fixed (status_scope.py).
+        _fail(op, str(exc), *status_scope.refusal_subject(exc, context.scene))
         return None
     runner.set_findings(context.scene, export.findings)
     return export

@@ -1,20 +1,23 @@
 """Where a scene's takes and job files go, and what the next take is called.
 
 Takes go to `//trajmaster/{scene}/` next to the saved .blend (or `{output folder}/{scene}/`
-when the preferences name one); an unsaved file uses a temporary folder, with a warning (its
-takes are copied next to the .blend when it is saved: temp_takes.py). The
-next take number is one above every take of the shot on disk *and* in the sequencer, so a new
-take never reuses a name.
+when the preferences name one); an unsaved file uses a temporary folder of its own, with a warning
+(its takes are copied next to the .blend when it is saved: temp_takes.py). The next take number
+is one above every take of the shot on disk *and* in the sequencer, so a new take never reuses a
+name, and a new file's first take is take 001 whatever other files left in their folders.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import bpy
+from bpy.app.handlers import persistent
 
 from ..backend import takes
 from . import preferences
@@ -50,7 +53,7 @@ def take_folder(context: bpy.types.Context, shot: str) -> tuple[Path, str | None
     root = takes_root(context)
     if root is not None:
         return root / shot, None
-    folder = temp_root() / shot
+    folder = unsaved_folder() / shot
     return folder, (
         f"The .blend file is not saved, so takes go to a temporary folder ({folder}); "
         "save the file and they are copied next to it."
@@ -58,8 +61,32 @@ def take_folder(context: bpy.types.Context, shot: str) -> tuple[Path, str | None
 
 
 def temp_root() -> Path:
-    """Where an unsaved file's takes go (temp_takes.py copies them next to the .blend on save)."""
+    """The folder that holds every unsaved file's take folder (temp_takes.py copies takes found
+    anywhere under it next to the .blend on save)."""
     return Path(tempfile.gettempdir()) / "trajmaster"
+
+
+# The open unsaved file's own folder under temp_root(), made on its first take; a load or File > New
+# forgets it, so the next unsaved file gets a new one (runtime state: an unsaved file has no path to
+# name it by).
+_unsaved: Path | None = None
+
+
+def unsaved_folder() -> Path:
+    """The open unsaved file's own folder for its takes: `untitled-<date>-<time>-<random>` under
+    temp_root(), so that its takes are numbered from 001 and never mixed with another file's."""
+    global _unsaved
+    if _unsaved is None or not _unsaved.is_dir():
+        root = temp_root()
+        root.mkdir(parents=True, exist_ok=True)
+        _unsaved = Path(tempfile.mkdtemp(prefix=time.strftime("untitled-%Y%m%d-%H%M%S-"), dir=root))
+    return _unsaved
+
+
+@persistent
+def _forget_unsaved_folder(*_args: Any) -> None:
+    global _unsaved
+    _unsaved = None
 
 
 def ensure_writable(folder: Path) -> None:
@@ -96,3 +123,12 @@ def next_take_name(folder: Path, shot: str, strip_names: Iterable[str]) -> str:
 
 def job_path(folder: Path, take: str) -> Path:
     return folder / f"{take}{JOB_SUFFIX}"
+
+
+def register() -> None:
+    bpy.app.handlers.load_post.append(_forget_unsaved_folder)
+
+
+def unregister() -> None:
+    while _forget_unsaved_folder in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(_forget_unsaved_folder)

@@ -29,7 +29,7 @@ import numpy as np
 from bpy.app.handlers import persistent
 
 from ..backend import timeplan
-from . import compat, job_export, overlay_geometry, redraw, sampling
+from . import compat, job_export, overlay_geometry, presence, redraw, sampling
 
 DEBOUNCE_S = 0.15
 # Related objects (parents, constraint and driver targets) followed this many links deep.
@@ -97,19 +97,22 @@ def entry(scene: bpy.types.Scene) -> Entry | None:
 
 
 def active(scene: bpy.types.Scene | None) -> bool:
-    """Drawn only for a scene with a TrajMaster shot (an entity with an empty) and the toggle on."""
+    """Drawn only for a scene with a TrajMaster shot (an entity whose empty is in the scene) and the
+    toggle on."""
     if scene is None:
         return False
-    settings = scene.trajmaster
-    return bool(settings.show_overlay) and any(e.object is not None for e in settings.entities)
+    return bool(scene.trajmaster.show_overlay) and bool(_objects(scene)[1])
 
 
 def _objects(scene: bpy.types.Scene) -> tuple[bpy.types.Object | None, list[Any]]:
+    """The shot camera and the entities whose objects are in the scene (presence.py: a deleted,
+    unlinked or excluded empty is not drawn, and neither is its entity's path)."""
     settings = scene.trajmaster
+    view_layer = presence.shot_view_layer(bpy.context, scene)
     camera = job_export.shot_camera(scene)
-    if camera is not None and camera.type != "CAMERA":
+    if camera is not None and (camera.type != "CAMERA" or not presence.is_present(camera, scene, view_layer)):
         camera = None
-    return camera, [e for e in settings.entities if e.object is not None]
+    return camera, [e for e in settings.entities if presence.is_present(e.object, scene, view_layer)]
 
 
 def settings_key(scene: bpy.types.Scene) -> tuple:
@@ -121,6 +124,7 @@ def settings_key(scene: bpy.types.Scene) -> tuple:
         settings.pose_mapping,
         settings.frame_start,
         settings.frame_end,
+        sampling.metres_per_unit(scene),
         tuple((e.object.name, e.forward_axis, tuple(round(c, 4) for c in e.color)) for e in items),
     )
 
@@ -252,7 +256,7 @@ def _sample(context: bpy.types.Context, scene: bpy.types.Scene) -> overlay_geome
         overlay_geometry.EntityInput(e.object.name, tuple(e.color), e.forward_axis, slots[first + k], video[first + k])
         for k, e in enumerate(items)
     ]
-    return overlay_geometry.build(
+    geometry = overlay_geometry.build(
         slot_times,
         video_times,
         slots[0] if camera else None,
@@ -260,6 +264,8 @@ def _sample(context: bpy.types.Context, scene: bpy.types.Scene) -> overlay_geome
         inputs,
         settings.pose_mapping.lower(),
     )
+    # Built in metres (the checks' and the model's unit); drawn in the scene's units.
+    return overlay_geometry.scaled(geometry, 1.0 / sampling.metres_per_unit(scene))
 
 
 def refresh(
@@ -310,7 +316,7 @@ def _mark_stale(cached: Entry) -> None:
 
 @persistent
 def _on_depsgraph(scene: bpy.types.Scene, depsgraph: bpy.types.Depsgraph) -> None:
-    if _state.sampling:
+    if _state.sampling or sampling.active:
         return
     cached = _state.entries.get(scene.name)
     if cached is None:

@@ -5,13 +5,13 @@ the pose math and the checks come from backend/poses.py and backend/checks.py, s
 shows exactly what Generate would send and warn about. Keeping this free of bpy and gpu lets
 the geometry be tested headless, where Blender has no GPU context to draw with.
 
-Coordinates are Blender world space (metres). Line geometry is an array of segments, shape
-(n, 2, 3).
+Coordinates are Blender world space in metres (what sampling.py returns); `scaled` turns a
+geometry into the scene's units for drawing. Line geometry is an array of segments, shape (n, 2, 3).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ SHORT_TEXT = {
     "out_of_view": "out of view",
     "tilted": "tilted",
     "too_fast": "too fast",
+    "still": "does not move",
 }
 
 
@@ -211,6 +212,11 @@ def build(
             distance = np.linalg.norm(checks.horizontal_offset(pose, context13), axis=-1)
             for finding in found:
                 findings.append(finding)
+                if finding.severity == "info":
+                    # Worth a look, not a problem: a label in the entity's colour, the slots keep theirs.
+                    text = f"{ent.name}: {SHORT_TEXT.get(finding.code, finding.code)}"
+                    labels.append(Label(frames[0, 3] + [0, 0, LABEL_LIFT], text, ent.color))
+                    continue
                 for s in finding.slots:
                     codes[s].append(finding.code)
                 color = RED if finding.code == "out_of_view" else ORANGE
@@ -225,3 +231,17 @@ def build(
             )
         )
     return Geometry(paths, frustum, labels, findings)
+
+
+def scaled(geometry: Geometry, factor: float) -> Geometry:
+    """The same geometry with every position multiplied by `factor` (metres -> scene units)."""
+    if factor == 1.0:
+        return geometry
+    entities = [
+        replace(e, path=e.path * factor, slots=e.slots * factor, arrows=e.arrows * factor) for e in geometry.entities
+    ]
+    frustum = geometry.frustum
+    if frustum is not None:
+        frustum = replace(frustum, apex=frustum.apex * factor, segments=frustum.segments * factor)
+    labels = [replace(label, position=label.position * factor) for label in geometry.labels]
+    return Geometry(entities, frustum, labels, geometry.findings)

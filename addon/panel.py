@@ -11,7 +11,7 @@ from typing import ClassVar
 import bpy
 
 from ..backend import job as jobfile
-from . import compat, job_export, operators, properties, runner, sequencer, ui_text
+from . import compat, job_export, operators, presence, properties, runner, sequencer, status_scope, ui_text
 
 CATEGORY = "TrajMaster"
 MAIN = "TRAJMASTER_PT_main"
@@ -39,6 +39,7 @@ class TRAJMASTER_PT_main(_View3DPanel, bpy.types.Panel):
         return context.scene is not None
 
     def draw(self, context: bpy.types.Context) -> None:
+        status_scope.before_draw(context)  # first: the sub-panels below show only what is still true
         layout = self.layout
         layout.use_property_split = True
         layout.use_property_decorate = False
@@ -64,10 +65,16 @@ class TRAJMASTER_UL_entities(bpy.types.UIList):
         swatch.prop(item, "color", text="", emboss=True)
         name = item.object.name if item.object else "(no empty)"
         words = jobfile.word_count(item.prompt)
-        row.label(text=name, icon="EMPTY_AXIS" if item.object else "ERROR")
+        scene = data.id_data
+        # Blender's convention for something broken in a list: the row in red, saying so.
+        missing = item.object is not None and not presence.is_present(
+            item.object, scene, presence.shot_view_layer(context, scene)
+        )
+        row.alert = missing
+        row.label(text=name, icon="EMPTY_AXIS" if item.object and not missing else "ERROR")
         count = row.row()
         count.alignment = "RIGHT"
-        count.label(text=f"{words} words" if words else "no prompt")
+        count.label(text="missing" if missing else f"{words} words" if words else "no prompt")
 
 
 class TRAJMASTER_PT_entities(_View3DPanel, bpy.types.Panel):
@@ -94,6 +101,12 @@ class TRAJMASTER_PT_entities(_View3DPanel, bpy.types.Panel):
             box.use_property_split = True
             box.use_property_decorate = False
             box.prop(item, "object")
+            if item.object is not None:
+                missing = presence.missing_reason(item.object, scene, presence.shot_view_layer(context, scene))
+                if missing:
+                    alert = box.column()
+                    alert.alert = True
+                    _wrapped(alert, context, f"'{item.object.name}' {missing}.", icon="ERROR")
             box.prop(item, "prompt")
             hint = job_export.word_hint(item.prompt)
             words = jobfile.word_count(item.prompt)
@@ -104,7 +117,10 @@ class TRAJMASTER_PT_entities(_View3DPanel, bpy.types.Panel):
         if findings:
             col = layout.column(align=True)
             for finding in findings:
-                _wrapped(col, context, finding.get("message", ""), icon="ERROR")
+                icon = "INFO" if finding.get("severity") == "info" else "ERROR"
+                _wrapped(col, context, finding.get("message", ""), icon=icon)
+                if finding.get("fix") == "linear_keys" and finding.get("entity") is not None:
+                    col.operator("trajmaster.make_keys_linear", icon="IPO_LINEAR").entity = finding["entity"]
         layout.operator("trajmaster.check_shot", icon="VIEWZOOM")
 
 

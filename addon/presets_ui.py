@@ -138,24 +138,6 @@ def keying_problem(obj: bpy.types.Object) -> str | None:
     return None
 
 
-def _own_fcurves(obj: bpy.types.Object) -> list[bpy.types.FCurve]:
-    """The F-curves that animate `obj`: in a layered action (4.4+) only its own slot's channels."""
-    anim = obj.animation_data
-    if anim is None or anim.action is None:
-        return []
-    slot = getattr(anim, "action_slot", None)
-    layers = getattr(anim.action, "layers", None)
-    if slot is not None and layers:
-        found = []
-        for layer in layers:
-            for strip in layer.strips:
-                bag = strip.channelbag(slot) if hasattr(strip, "channelbag") else None
-                if bag is not None:
-                    found.extend(bag.fcurves)
-        return found
-    return list(compat.action_fcurves(anim.action))
-
-
 def _clear_keyed_channels(obj: bpy.types.Object) -> None:
     anim = obj.animation_data
     if anim is None or anim.action is None:
@@ -163,7 +145,7 @@ def _clear_keyed_channels(obj: bpy.types.Object) -> None:
     if anim.action.users - int(anim.action.use_fake_user) > 1:
         # Shared with other objects: clearing its curves would change them too.
         anim.action = anim.action.copy()
-    for fcurve in _own_fcurves(obj):
+    for fcurve in compat.object_fcurves(obj):
         if fcurve.data_path in KEYED_PATHS:
             fcurve.keyframe_points.clear()
             # A modifier (Cycles, Noise) would bend the template; the curve is replaced as a whole.
@@ -174,7 +156,8 @@ def _clear_keyed_channels(obj: bpy.types.Object) -> None:
 def camera_matrix_at(
     context: bpy.types.Context, scene: bpy.types.Scene, camera: bpy.types.Object, frame: int
 ) -> np.ndarray:
-    """The camera's evaluated world matrix at `frame` (an animated camera: where it starts the shot)."""
+    """The camera's evaluated world matrix at `frame` (an animated camera: where it starts the shot), in
+    metres like the templates."""
     return sampling.world_matrices(context, scene, [camera], [float(frame)])[0, 0]
 
 
@@ -204,13 +187,14 @@ def key_template(
     _clear_keyed_channels(obj)
     if obj.rotation_mode in ("QUATERNION", "AXIS_ANGLE"):
         obj.rotation_mode = "XYZ"  # rotation_euler would be ignored; with X = Y = 0 any Euler order agrees
+    units = sampling.metres_per_unit(scene)  # the keys are in metres, the scene may count in centimetres
     for key in keys:
-        obj.location = key.location
+        obj.location = tuple(v / units for v in key.location)
         obj.rotation_euler = (0.0, 0.0, key.rotation_z)
         # keyframe_insert works on 4.2's actions and 4.4+'s layered ones (5.0: channelbags) alike.
         obj.keyframe_insert("location", frame=key.frame)
         obj.keyframe_insert("rotation_euler", frame=key.frame)
-    for fcurve in _own_fcurves(obj):
+    for fcurve in compat.object_fcurves(obj):
         if fcurve.data_path in KEYED_PATHS:
             for point in fcurve.keyframe_points:
                 point.interpolation = "BEZIER"
@@ -449,7 +433,7 @@ def build_example_shot(context: bpy.types.Context, scene: bpy.types.Scene, shot:
         camera[EXAMPLE_MARK] = shot.name
         scene.collection.objects.link(camera)
     camera.rotation_mode = "XYZ"
-    camera.location = shot.camera.position
+    camera.location = tuple(v / sampling.metres_per_unit(scene) for v in shot.camera.position)
     camera.rotation_euler = shot.camera.rotation_euler
     if shot.camera.match_model_camera:
         data = camera.data

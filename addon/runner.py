@@ -8,7 +8,9 @@ Blender (`bpy.app.background`: scripts, farms, tests) a job runs to completion s
 through a one-shot `python -m backend generate`.
 
 The state of the running job is runtime state, kept here and not in the .blend: undo or a file
-load does not rewind it.
+load does not rewind it. The texts the panel shows (message, last_error, info) and the findings
+say what they are about (Status.about, set with Status.say); status_scope.py drops each one when
+that is gone (another file, an undone take, a fixed shot) and keeps the findings current.
 """
 
 from __future__ import annotations
@@ -76,6 +78,15 @@ class Status:
     max_tick_ms: float = 0.0
     max_place_ms: float = 0.0
     last_take_at: float = 0.0
+    # What message, last_error and info are about: field -> (the text, its subject), see
+    # status_scope.py. A text set without say() is about the open file.
+    about: dict[str, tuple[str, tuple[Any, ...]]] = field(default_factory=dict)
+
+    def say(self, name: str, text: str, *subject: Any) -> None:
+        """Set the text field `name` and what it is about: ("unsaved",), ("pending",),
+        ("shot", scene), ("motion", scene, fingerprint), ("take", sequencer scene, strip)."""
+        setattr(self, name, text)
+        self.about[name] = (text, subject or ("file",))
 
 
 status = Status()
@@ -181,7 +192,8 @@ def submit(context: bpy.types.Context, scene: bpy.types.Scene, shot: sequencer.S
     status.state, status.stage, status.message = "running", "starting", "Starting the backend"
     status.step = status.total = 0
     status.fraction, status.eta_s = 0.0, None
-    status.last_error, status.info = "", warning or ""
+    status.last_error = ""
+    status.say("info", warning or "", "unsaved")
     if supervisor.mode == ONESHOT:
         _log(f"generating {name} ({job['engine']}) into {folder}")
         _run_to_end(supervisor, context)
@@ -296,19 +308,22 @@ def _place(active: ActiveJob, result: dict[str, Any], context: bpy.types.Context
     if scene is None or not same_file:
         status.pending.append(PendingTake(active, result))
         status.message = "Take ready"
-        status.info = (
+        status.say(
+            "info",
             f"The take {result.get('name')} finished after another file was opened; it is saved at "
-            f"{result.get('video')}. Press Add Finished Take to put it into this file's sequencer."
+            f"{result.get('video')}. Press Add Finished Take to put it into this file's sequencer.",
+            "pending",
         )
         return
     try:
-        sequencer.add_take(context, scene, active.shot, result, active.job, str(active.job_path))
+        strip = sequencer.add_take(context, scene, active.shot, result, active.job, str(active.job_path))
     except sequencer.TakeError as exc:
         status.last_error = str(exc)
         status.message = "Failed"
         return
     status.last_take = str(result.get("name", ""))
-    status.message = f"Added {status.last_take}"
+    # About that strip: an undo (or deleting it) takes the message away with it.
+    status.say("message", f"Added {status.last_take}", "take", strip.id_data.name, strip.name)
     _undo_push(f"Add take {status.last_take}")
     status.last_take_at = time.perf_counter()
     status.max_place_ms = max(status.max_place_ms, (status.last_take_at - t0) * 1000)
@@ -383,8 +398,10 @@ def _redraw(placed: bool) -> None:
 
 
 def set_findings(scene: bpy.types.Scene, findings: list[Any]) -> None:
-    status.findings = [f.as_dict() if hasattr(f, "as_dict") else dict(f) for f in findings]
-    status.findings_scene = scene.name
+    """Show `findings` for `scene`'s shot as it is now; status_scope keeps them current after edits."""
+    from . import status_scope
+
+    status_scope.set_findings(scene, findings)
 
 
 def findings_for(scene: bpy.types.Scene) -> list[dict[str, Any]]:

@@ -1,10 +1,12 @@
 """Takes made while the .blend was unsaved are kept when it is saved.
 
-An unsaved file's takes go to a temporary folder (outputs.take_folder), which the system may
-empty at its next restart. Just before every save, each take strip whose video lies there is
-copied with its sidecar, job file and PNG frames to the saved file's take folder (the
-preferences' output folder, else `trajmaster/<shot>/` next to it), and the strip and its
-properties are pointed at the copies, so the saved .blend never refers to the temporary folder.
+An unsaved file's takes go to its own folder under a temporary one (outputs.unsaved_folder),
+which the system may empty at its next restart. Just before every save, each take strip whose
+video lies anywhere under that temporary folder (this file's, or another unsaved file's whose
+finished take was added here) is copied with its sidecar, job file and PNG frames to the saved
+file's take folder (the preferences' output folder, else `trajmaster/<shot>/` next to it), and
+the strip and its properties are pointed at the copies, so the saved .blend never refers to the
+temporary folder.
 Blender's own save makes the new paths relative. Copies only: the temporary files stay, and
 nothing at the destination is overwritten; a take whose name is already used there by another
 take stays where it is, with a warning in the panel (the same take copied before is reused).

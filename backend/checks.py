@@ -3,6 +3,9 @@
 The training data (model reference, section 2): 1-3 entities, 3-13 m from a static camera, in
 view, yaw only, 1-3 m/s over 2.8 s of motion per clip. Each finding is a Finding the add-on lists
 under the entities, the overlay draws where it occurs, and the CLI prints as a warning event.
+Besides those warnings, two info-level findings point at likely slips that may be intended: an
+entity that does not move at all (a forgotten keyframe), and an entity the shot camera's own view
+misses while the Rig mapping's camera frames it (the viewport then does not show the take's framing).
 """
 
 from __future__ import annotations
@@ -20,18 +23,37 @@ MAX_SPEED = 3.0
 MAX_TILT_DEG = 10.0
 MAX_CAMERA_TRAVEL = 0.25
 MAX_CAMERA_TURN_DEG = 3.0
+# Over the whole shot an entity that stays this close to where it starts and turns less than this
+# does not move: most often a forgotten keyframe (standing still can be intended: info only).
+STILL_DISTANCE = 0.05
+STILL_TURN_DEG = 2.0
 # An entity counts as out of view when its pivot's apparent image point lies this far (pixels)
 # outside the 720 x 480 frame: half a body width of slack before warning.
 VIEW_MARGIN_PX = 20.0
 
 
+# A frame's extent at unit depth in front of a camera: (left, right, bottom, top) tangents.
+FrameBox = tuple[float, float, float, float]
+MODEL_FRAME_BOX: FrameBox = (
+    -poses.MODEL_WIDTH / 2 / poses.MODEL_FOCAL_PX,
+    poses.MODEL_WIDTH / 2 / poses.MODEL_FOCAL_PX,
+    -poses.MODEL_HEIGHT / 2 / poses.MODEL_FOCAL_PX,
+    poses.MODEL_HEIGHT / 2 / poses.MODEL_FOCAL_PX,
+)
+# Fixes a finding can offer (the add-on shows a button for each).
+FIX_LINEAR_KEYS = "linear_keys"
+
+
 @dataclass(frozen=True)
 class Finding:
     code: str
-    severity: str  # "warning" (the model may not follow) or "error" (the model cannot run it)
+    # "info" (worth a look, may be intended), "warning" (the model may not follow) or "error"
+    # (the model cannot run it)
+    severity: str
     message: str
     entity: int | None = None  # index into the job's entities
     slots: list[int] = field(default_factory=list)  # pose slots where it occurs
+    fix: str = ""  # a one-click fix the add-on offers (FIX_LINEAR_KEYS), else ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -74,17 +96,23 @@ def check_entity(
     context: np.ndarray,
     mapping: poses.Mapping,
     tilt: np.ndarray | None = None,
+    eased: bool | None = None,
 ) -> list[Finding]:
     """Findings for one entity's 13 pose slots.
 
     `tilt` (degrees from upright per slot, see poses.tilt_degrees) enables the tilt check; in
     exact mode it is read from the poses themselves when not given. Speeds are measured on the
     model's clock (timeplan.model_slot_seconds), so they depend on the path, not on the shot's
-    length.
+    length. `eased` says whether the entity's own keys ease in and out (Blender's default Bezier
+    interpolation; the add-on knows, a job file does not): then a path that is fine on average but
+    too fast in the middle is blamed on the easing, with the fix.
     """
     found: list[Finding] = []
     pose = np.asarray(pose, dtype=np.float64)
     context = np.broadcast_to(np.asarray(context, dtype=np.float64), (*pose.shape[:-1], 4))
+    still = _still(index, name, pose)
+    if still is not None:
+        found.append(still)
     distance = np.linalg.norm(horizontal_offset(pose, context), axis=-1)
 
     near = distance < MIN_DISTANCE
@@ -157,26 +185,124 @@ def check_entity(
                 )
             )
 
-    if len(pose) == timeplan.POSE_SLOTS:
-        ground = horizontal_offset(pose, context)
-        dt = np.diff(np.asarray(timeplan.model_slot_seconds()))
-        speed = np.linalg.norm(np.diff(ground, axis=0), axis=-1) / dt
-        fast = speed > MAX_SPEED
-        if fast.any():
-            slots = [s + 1 for s in _slot_list(fast)]
-            found.append(
-                Finding(
-                    "too_fast",
-                    "warning",
-                    f"{name} moves too far between pose slots ({_slots_text(slots)}): up to {speed.max():.1f} m/s "
-                    f"as the model counts time (it takes every shot as {timeplan.TRAINING_MOTION_S:g} s of motion) "
-                    f"against the 1-{MAX_SPEED:.0f} m/s it was trained on: shorten the path (at most about "
-                    f"{MAX_SPEED * timeplan.TRAINING_MOTION_S:.1f} m); a longer shot does not help.",
-                    index,
-                    slots,
-                )
-            )
+    if len(pose) == timeplan.POSE_SLOTS and still is None:
+        fast = _too_fast(index, name, pose, context, eased)
+        if fast is not None:
+            found.append(fast)
     return found
+
+
+def _still(index: int, name: str, pose: np.ndarray) -> Finding | None:
+    """An info finding when the entity neither moves nor turns over the shot (relative to the camera,
+    which is all the model sees)."""
+    if len(pose) < 2:
+        return None
+    rot, t = poses.split_pose(pose)
+    moved = float(np.max(np.linalg.norm(t - t[0], axis=-1)))
+    # The angle of rot_0^T rot_k, from its trace.
+    cos_turn = (np.einsum("kab,ab->k", rot, rot[0]) - 1.0) / 2.0
+    turned = float(np.degrees(np.max(np.arccos(np.clip(cos_turn, -1.0, 1.0)))))
+    if moved >= STILL_DISTANCE or turned >= STILL_TURN_DEG:
+        return None
+    return Finding(
+        "still",
+        "info",
+        f"{name} does not move during the shot; if it should, key its motion (I over Location and Rotation "
+        "at another frame of the shot). Standing still is fine when intended.",
+        index,
+    )
+
+
+def _too_fast(index: int, name: str, pose: np.ndarray, context: np.ndarray, eased: bool | None) -> Finding | None:
+    ground = horizontal_offset(pose, context)
+    seconds = np.asarray(timeplan.model_slot_seconds())
+    steps = np.linalg.norm(np.diff(ground, axis=0), axis=-1)
+    speed = steps / np.diff(seconds)
+    fast = speed > MAX_SPEED
+    if not fast.any():
+        return None
+    slots = [s + 1 for s in _slot_list(fast)]
+    peak = f"up to {speed.max():.1f} m/s as the model counts time"
+    # The same path at an even pace: its length over the model's whole clock.
+    average = float(steps.sum() / (seconds[-1] - seconds[0]))
+    if average > MAX_SPEED:
+        message = (
+            f"{name} moves too far between pose slots ({_slots_text(slots)}): {peak} (it takes every shot as "
+            f"{timeplan.TRAINING_MOTION_S:g} s of motion) against the 1-{MAX_SPEED:.0f} m/s it was trained on: "
+            f"shorten the path (at most about {MAX_SPEED * timeplan.TRAINING_MOTION_S:.1f} m); a longer shot "
+            "does not help."
+        )
+        return Finding("too_fast", "warning", message, index, slots)
+    base = (
+        f"{name} is too fast in part of its move ({_slots_text(slots)}: {peak}, against the 1-{MAX_SPEED:.0f} m/s "
+        f"it was trained on) although its path is fine at an even pace ({average:.1f} m/s)"
+    )
+    if eased:
+        message = (
+            f"{base}: Blender's default Bezier easing starts and ends the move slowly and rushes its middle. "
+            "Make its keys Linear for an even pace."
+        )
+        return Finding("too_fast", "warning", message, index, slots, FIX_LINEAR_KEYS)
+    message = f"{base}: its pace is uneven; space its keys so that it moves at an even speed."
+    return Finding("too_fast", "warning", message, index, slots)
+
+
+def check_camera_view(
+    index: int,
+    name: str,
+    camera_matrices: np.ndarray,
+    entity_matrices: np.ndarray,
+    frame_box: FrameBox = MODEL_FRAME_BOX,
+    framed_by_model: np.ndarray | None = None,
+) -> list[Finding]:
+    """Rig mapping: slots where the shot camera's own view misses the entity although the model's
+    camera frames it (an info finding: the take is fine, the camera view in the viewport is not what
+    the model frames). A camera high above the action and tilted like the rig (Match Model Camera
+    with Rig Pitch) looks over it, for one.
+
+    World matrices in metres (13 slots each); `frame_box` is the camera's frame at unit depth
+    (the model's intrinsics by default); `framed_by_model` (per slot) limits the finding to slots
+    the model's camera frames, so it never repeats an out_of_view warning. The point tested is the
+    pivot's hip height above the empty (poses.RIG_APPARENT_PIVOT_HEIGHT), as the in-view check does.
+    """
+    frame = poses.camera_frame(np.asarray(camera_matrices, dtype=np.float64))
+    point = np.asarray(entity_matrices, dtype=np.float64)[..., :3, 3] + [0.0, 0.0, poses.RIG_APPARENT_PIVOT_HEIGHT]
+    offset = point - frame[..., 3, :]
+    x, y, z = (np.sum(offset * frame[..., i, :], axis=-1) for i in range(3))
+    left, right, bottom, top = frame_box
+    # The in-view check's margin, as a share of the frame.
+    margin_x = (right - left) * VIEW_MARGIN_PX / poses.MODEL_WIDTH
+    margin_y = (top - bottom) * VIEW_MARGIN_PX / poses.MODEL_HEIGHT
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u, v = x / z, y / z
+        outside = (
+            (z <= 1e-6)
+            | (u < left - margin_x)
+            | (u > right + margin_x)
+            | (v < bottom - margin_y)
+            | (v > top + margin_y)
+        )
+    if framed_by_model is not None:
+        outside &= np.asarray(framed_by_model, dtype=bool)
+    if not outside.any():
+        return []
+    slots = _slot_list(outside)
+    below = bool(np.all((z[outside] > 1e-6) & (v[outside] < bottom)))
+    where = "passes below the frame of" if below else "is outside"
+    # How high the camera stands over the entity's ground (the empty's height), at its highest.
+    height = float(np.max(frame[..., 3, 2] - np.asarray(entity_matrices)[..., 2, 3]))
+    if height > poses.RIG_APPARENT_CAMERA_HEIGHT + 1.0:
+        advice = (
+            f"from {height:.1f} m up the camera looks over it: lower the camera to about "
+            f"{poses.RIG_APPARENT_CAMERA_HEIGHT:g} m to see the model's framing"
+        )
+    else:
+        advice = "tilt the camera toward it to see the model's framing"
+    message = (
+        f"{name} {where} the shot camera's own view ({_slots_text(slots)}), but the Rig mapping's camera frames "
+        f"it, so the take shows it; {advice}."
+    )
+    return [Finding("camera_view", "info", message, index, slots)]
 
 
 def check_camera(camera_matrices: np.ndarray) -> list[Finding]:
@@ -203,12 +329,13 @@ def check_shot(
     context: np.ndarray,
     mapping: poses.Mapping,
     tilts: list[np.ndarray] | None = None,
+    eased: list[bool] | None = None,
 ) -> list[Finding]:
     """All findings for a shot given its model-convention poses (13 slots per entity)."""
     found = check_count(len(names))
     for k, (name, pose) in enumerate(zip(names, entity_poses, strict=False)):
         tilt = tilts[k] if tilts is not None else None
-        found.extend(check_entity(k, name, pose, context, mapping, tilt))
+        found.extend(check_entity(k, name, pose, context, mapping, tilt, eased[k] if eased is not None else None))
     return found
 
 
@@ -219,4 +346,14 @@ def heading_degrees(pose: np.ndarray) -> np.ndarray:
     return np.degrees(np.arctan2(forward[..., 0], forward[..., 2]))
 
 
-__all__ = ["Finding", "check_camera", "check_count", "check_entity", "check_shot", "heading_degrees"]
+__all__ = [
+    "FIX_LINEAR_KEYS",
+    "MODEL_FRAME_BOX",
+    "Finding",
+    "check_camera",
+    "check_camera_view",
+    "check_count",
+    "check_entity",
+    "check_shot",
+    "heading_degrees",
+]

@@ -110,3 +110,64 @@ def test_heading_is_zero_facing_away_and_180_facing_the_camera():
     towards = poses.model_poses(CAMERA, np.eye(4))
     assert abs(checks.heading_degrees(away)) < 1e-6
     assert abs(abs(checks.heading_degrees(towards)) - 180) < 1e-6
+
+
+def _eased_job(length: float, ease) -> tuple[np.ndarray, np.ndarray]:
+    """Poses (rig) of an entity crossing `length` m in front of the camera, its progress eased by `ease`."""
+    times = np.linspace(0.0, 1.0, 49)[[0, *[4 * k - 2 for k in range(1, 13)]]]  # close to the slots' instants
+    positions = [poses.yaw_matrix(0.0, (-length / 2 + length * ease(t), 0.0, 0.0)) for t in times]
+    cameras = np.stack([CAMERA] * 13)
+    return poses.model_poses(cameras, np.stack(positions)), poses.camera_context(cameras)
+
+
+def test_an_entity_that_does_not_move_gets_an_info_finding():
+    # A forgotten keyframe: the empty stands where it was put.
+    found = findings(make_job([((0, 0), (0, 0))]))
+    assert codes(found) == ["still"]
+    assert found[0].severity == "info" and found[0].entity == 0 and "does not move" in found[0].message
+    # A few centimetres of drift is still standing; turning on the spot or walking is moving.
+    assert codes(findings(make_job([((0, 0), (0.03, 0))]))) == ["still"]
+    assert findings(make_job([((0, 0), (0.3, 0))])) == []
+    job = make_job([((0, 0), (0, 0))])
+    turning = [poses.yaw_matrix(a, (0, 0, 0)) for a in np.linspace(0, 0.5, 13)]
+    pose = poses.model_poses(np.stack([CAMERA] * 13), np.stack(turning))
+    assert checks.check_entity(0, "Turner", pose, np.asarray(job["camera"]["context"]), "rig") == []
+
+
+def test_easing_that_rushes_the_middle_of_a_move_is_named_with_its_fix():
+    def smooth(t):
+        return 3 * t**2 - 2 * t**3  # what Bezier keys with auto-clamped handles do between two keys
+
+    pose, context = _eased_job(6.0, smooth)
+    (eased,) = checks.check_entity(0, "Horse", pose, context, "rig", eased=True)
+    assert eased.code == "too_fast" and eased.fix == checks.FIX_LINEAR_KEYS
+    assert "Bezier easing" in eased.message and "Linear" in eased.message
+    assert "2.2 m/s" in eased.message, "the even pace of the same path is given"
+    # Without knowing the keys (a job file in the backend): the pace is uneven, no fix to offer.
+    (uneven,) = checks.check_entity(0, "Horse", pose, context, "rig")
+    assert uneven.fix == "" and "uneven" in uneven.message and "Bezier" not in uneven.message
+    # The same path at an even pace is inside what the model knows.
+    linear, context = _eased_job(6.0, lambda t: t)
+    assert checks.check_entity(0, "Horse", linear, context, "rig", eased=False) == []
+    # A path too long even at an even pace: shortening it is the fix, easing or not.
+    (long,) = [
+        f for f in checks.check_entity(0, "Horse", *_eased_job(10.0, smooth), "rig", eased=True) if f.code == "too_fast"
+    ]
+    assert long.fix == "" and "shorten the path" in long.message
+
+
+def test_a_high_camera_pitched_like_the_rig_misses_what_the_model_frames():
+    entity = np.stack([poses.yaw_matrix(0.0, (x, 0.0, 0.0)) for x in np.linspace(-1, 1, 13)])
+    high = poses.look_at_camera((0.0, -10.0, 8.0), (0.0, 0.0, 8.0 - 10.0 * 0.0935))  # the rig's pitch, 8 m up
+    (found,) = checks.check_camera_view(0, "Walker", np.stack([high] * 13), entity)
+    assert found.code == "camera_view" and found.severity == "info" and len(found.slots) == 13
+    assert "below the frame" in found.message and "8.0 m up" in found.message and "lower the camera" in found.message
+    # At eye height the same pitch frames it; so does a high camera looking down at the action.
+    eye = poses.look_at_camera((0.0, -10.0, 1.6), (0.0, 0.0, 1.6 - 10.0 * 0.0935))
+    assert checks.check_camera_view(0, "Walker", np.stack([eye] * 13), entity) == []
+    down = poses.look_at_camera((0.0, -10.0, 8.0), (0.0, 0.0, 0.0))
+    assert checks.check_camera_view(0, "Walker", np.stack([down] * 13), entity) == []
+    # Slots the model does not frame either are the out-of-view warning's, not this one's.
+    framed = np.arange(13) < 5
+    (found,) = checks.check_camera_view(0, "Walker", np.stack([high] * 13), entity, framed_by_model=framed)
+    assert found.slots == [0, 1, 2, 3, 4]

@@ -116,6 +116,23 @@ def shot(scene, cam, empties, start=None, end=None, prompts=PROMPTS):
     return settings
 
 
+def two_entity_shot(start=10, end=73):
+    """A walker and a bear crossing in front of the camera, keyed Linear: a shot inside what the model knows."""
+    scene = bpy.context.scene
+    cam = camera(scene)
+    walker = keyframed(scene, "Walker", start, end, y=2.0)
+    bear = keyframed(scene, "Bear", start, end, x0=3.0, x1=-1.0, y=5.0)
+    return scene, shot(scene, cam, [walker, bear], start, end)
+
+
+def takes(scene=None) -> list:
+    """The take strips in the sequencer of `scene` (5.x: its sequencer scene), by name."""
+    compat = importlib.import_module(f"{MODULE}.addon.compat")
+    editor = compat.sequencer_scene(bpy.context, scene or bpy.context.scene).sequence_editor
+    strips = compat.strips(editor) if editor else []
+    return sorted((s for s in strips if "trajmaster" in s), key=lambda s: s.name)
+
+
 def matrices_at(scene, objects, times) -> np.ndarray:
     """World matrices of `objects` at fractional frames, read the plain way: frame_set + matrix_world."""
     out = np.empty((len(objects), len(times), 4, 4))

@@ -27,19 +27,7 @@ def module(name):
     return importlib.import_module(f"{MODULE}.addon.{name}")
 
 
-def two_entity_shot(start=10, end=73):
-    scene = bpy.context.scene
-    cam = scenes.camera(scene)
-    walker = scenes.keyframed(scene, "Walker", start, end, y=2.0)
-    bear = scenes.keyframed(scene, "Bear", start, end, x0=3.0, x1=-1.0, y=5.0)
-    return scene, scenes.shot(scene, cam, [walker, bear], start, end)
-
-
-def takes(scene=None):
-    compat = module("compat")
-    editor = compat.sequencer_scene(bpy.context, scene or bpy.context.scene).sequence_editor
-    strips = compat.strips(editor) if editor else []
-    return sorted((s for s in strips if "trajmaster" in s), key=lambda s: s.name)
+two_entity_shot, takes = scenes.two_entity_shot, scenes.takes
 
 
 def pid_alive(pid):
@@ -108,7 +96,9 @@ def test_unsaved_file_takes_go_to_a_temporary_folder(runner, monkeypatch, tmp_pa
     two_entity_shot(1, 49)
     assert bpy.ops.trajmaster.generate() == {"FINISHED"}
     assert "not saved" in runner.status.info
-    assert (tmp_path / "trajmaster" / "Scene" / "Scene_take_001.mp4").is_file()
+    folder = module("outputs").unsaved_folder()  # this file's own folder under the temporary one
+    assert folder.parent == tmp_path / "trajmaster" and str(folder) in runner.status.info
+    assert (folder / "Scene" / "Scene_take_001.mp4").is_file()
     assert not (tmp_path / "renders").exists()
     assert [s.name for s in takes()] == ["Scene_take_001"]
 
@@ -121,7 +111,7 @@ def test_saving_keeps_the_takes_made_before_the_first_save(runner, monkeypatch, 
     two_entity_shot(1, 49)
     for _ in range(2):
         assert bpy.ops.trajmaster.generate() == {"FINISHED"}
-    temp = tmp_path / "system-temp" / "trajmaster" / "Scene"
+    temp = module("outputs").unsaved_folder() / "Scene"
     # Another project already used the name of the first take in the folder saved into.
     project = tmp_path / "project"
     (project / "trajmaster" / "Scene").mkdir(parents=True)
@@ -175,7 +165,7 @@ def test_a_take_already_copied_is_repointed_not_left_in_the_temporary_folder(run
     scene.frame_current = 30
     bpy.ops.ed.undo_push(message="Frame")
     bpy.ops.ed.undo()
-    temp = tmp_path / "system-temp" / "trajmaster" / "Scene" / "Scene_take_001.mp4"
+    temp = module("outputs").unsaved_folder() / "Scene" / "Scene_take_001.mp4"
     assert [Path(bpy.path.abspath(s.filepath)).resolve() for s in takes()] == [temp, temp]
     runner.status.info = ""
     bpy.ops.wm.save_mainfile()

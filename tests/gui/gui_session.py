@@ -329,8 +329,12 @@ def cut_sections(full: Path, names: tuple[str, ...]) -> None:
 def toggle_model_panel(ui: bpy.types.Region, want_open: bool) -> Iterator[float]:
     """Click the Model sub-panel's header (closed by default), found just below the bar 16."""
     full = SCREENS / "full-sections.png"
-    screenshot(full.stem, region_crop(ui))
-    bands = dict(zip(MARKERS, magenta_bands(full), strict=False))
+    for _ in range(5):  # newly registered panels show after a redraw or two; slower on a busy machine
+        screenshot(full.stem, region_crop(ui))
+        bands = dict(zip(MARKERS, magenta_bands(full), strict=False))
+        if 16 in bands and 21 in bands:
+            break
+        yield from settle(0.5, redraw=True)
     check(16 in bands and 21 in bands, "the section bars around the Model panel are not on screen")
     closed_gap = 60  # a closed panel is a header (about 25 px) and the margins
     if (bands[21][0] - bands[16][1] > closed_gap) == want_open:
@@ -660,6 +664,8 @@ def scenario() -> Iterator[float]:
     step("show the add-on's preferences")
     yield from show_preferences()
 
+    yield from the_panel_follows_the_file()
+
     step("quit")
     pid = runner.worker_pid()
     runner.shutdown()  # what unregister()/atexit do on a normal quit; os._exit() below skips atexit
@@ -760,6 +766,205 @@ def show_preferences() -> Iterator[float]:
     screenshot("gui-preferences", area_crop(area))
 
 
+# --- the panel tells the truth about the open file (issue 12) ----------------------------------------
+
+
+def status_now() -> dict[str, Any]:
+    runner = addon("runner")
+    s = runner.status
+    return {
+        "message": s.message,
+        "last_error": s.last_error,
+        "info": s.info,
+        "findings": [f.get("code") for f in runner.findings_for(bpy.context.scene)],
+    }
+
+
+def redraw_sidebar() -> Iterator[float]:
+    """A redraw of the panel (it drops what is no longer true before it draws), as after a click."""
+    yield from settle(0.5, redraw=True)
+
+
+def sidebar_section(name: str, section: str = "gui-entities") -> Iterator[float]:
+    """A screenshot of one section of the N-panel, saved as `name` (the bars below it may be off the
+    bottom of the sidebar: only the two around the section are needed)."""
+    ui = region_of(area_of("VIEW_3D"), "UI")
+    add_markers()
+    park_mouse()
+    full = SCREENS / f"full-{name}.png"
+    above, below = SECTIONS[section]
+    # Newly registered panels show after a redraw or two, and panels slide into place when one above
+    # grows (slowly on a busy machine): wait until the bars are there and stay put.
+    last: list[tuple[int, int]] = []
+    for _ in range(10):
+        yield from settle(0.6, redraw=True)
+        screenshot(full.stem, region_crop(ui))
+        bands = magenta_bands(full)
+        if len(bands) > MARKERS.index(below) and bands == last:
+            break
+        last = bands
+    remove_markers()
+    row = dict(zip(MARKERS, bands, strict=False))
+    check(above in row and below in row, f"the bars around {section} are not in {full.name}: {bands}")
+    top, bottom = row[above][1] + 4, row[below][0] - 4
+    out = SCREENS / f"{name}.png"
+    subprocess.run(
+        ["convert", str(full), "-crop", f"10000x{bottom - top}+0+{top}", "+repage", str(out)], check=True, timeout=30
+    )
+    RESULTS["screenshots"][name] = str(out)
+
+
+def eased_walk(scene: bpy.types.Scene, name: str, length: float, y: float) -> bpy.types.Object:
+    """An empty keyed at the shot's ends with Blender's default interpolation (Bezier: it eases in and out)."""
+    obj = bpy.data.objects.new(name, None)
+    obj.empty_display_type = "ARROWS"
+    scene.collection.objects.link(obj)
+    obj.rotation_euler = (0.0, 0.0, -math.pi / 2)
+    for frame, x in ((1, -length / 2), (73, length / 2)):
+        obj.location = (x, y, 0.0)
+        obj.keyframe_insert("location", frame=frame)
+        obj.keyframe_insert("rotation_euler", frame=frame)
+    for fcurve in addon("compat").object_fcurves(obj):
+        for key in fcurve.keyframe_points:
+            key.interpolation = "BEZIER"  # the build_shot step set the preference to Linear
+    return obj
+
+
+def the_panel_follows_the_file() -> Iterator[float]:
+    """File > New and opening a file show nothing from the previous file; an unsaved file numbers its
+    takes from 001 in its own folder; undoing a take takes its message away; Make Keys Linear clears
+    the easing finding; a deleted empty is a red row that Generate refuses."""
+    import tempfile
+
+    runner = addon("runner")
+    # The paced backend again (the preferences' step showed the preference without it), and the
+    # system's temporary folder inside the test's work folder, where another session's unsaved file
+    # left two takes (before each unsaved file had its own folder, the next take was number 003).
+    os.environ["TRAJMASTER_PYTHON"] = str(WORK / "backend-python")
+    tempfile.tempdir = str(WORK / "system-temp")
+    shared_old = WORK / "system-temp" / "trajmaster" / "Scene"
+    shared_old.mkdir(parents=True)
+    for n in (1, 2):
+        (shared_old / f"Scene_take_00{n}.mp4").write_bytes(b"another file's take")
+
+    step("file > new: nothing from the previous file")
+    RESULTS["before_new"] = status_now()
+    # File > New > General, keeping this window's layout (Preferences > Save & Load > Load UI off):
+    # the big area goes back to the 3D viewport whose sidebar is already on the TrajMaster tab, which
+    # saves finding the tab again by clicking (a minute on a busy machine).
+    with override():
+        check(bpy.ops.wm.read_homefile(app_template="", load_ui=False) == {"FINISHED"}, "File > New failed")
+    area_of("PREFERENCES").type = "VIEW_3D"
+    yield from settle(0.5)
+    view3d = area_of("VIEW_3D")
+    view3d.spaces.active.show_region_ui = True
+    yield from show_category(view3d, CATEGORY)
+    yield from redraw_sidebar()
+    RESULTS["after_new"] = status_now()
+    screenshot("gui-file-new", region_crop(region_of(view3d, "UI")))
+
+    step("an unsaved file: findings of an eased move and a forgotten keyframe")
+    scene = bpy.context.scene
+    for obj in list(scene.objects):
+        bpy.data.objects.remove(obj)
+    scene.render.fps = 24
+    scene.frame_start, scene.frame_end = 1, 73
+    cam = bpy.data.objects.new("ShotCam", bpy.data.cameras.new("ShotCam"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    cam.location = (0.0, -9.0, 1.7)
+    cam.rotation_euler = (math.radians(84), 0.0, 0.0)
+    horse = eased_walk(scene, "Horse", 6.0, 1.0)
+    robot = bpy.data.objects.new("Robot", None)  # never keyed: the forgotten I press
+    robot.empty_display_type = "ARROWS"
+    scene.collection.objects.link(robot)
+    robot.location = (1.5, 3.0, 0.0)
+    settings = scene.trajmaster
+    settings.location_prompt = LOCATION
+    horse_prompt = (
+        "a muscular chestnut horse with a flowing black mane and four white socks trotting steadily across the ground"
+    )
+    for obj, prompt in ((horse, horse_prompt), (robot, PROMPTS[2])):
+        bpy.context.view_layer.objects.active = obj
+        with override(view3d, "UI"):
+            check(bpy.ops.trajmaster.entity_add() == {"FINISHED"}, "Add Entity failed")
+        settings.entities[settings.active_entity_index].prompt = prompt
+    settings.active_entity_index = 0
+    with override(view3d, "UI"):
+        check(
+            bpy.ops.trajmaster.check_shot("INVOKE_DEFAULT") == {"FINISHED"}, f"Check Shot: {runner.status.last_error}"
+        )
+    RESULTS["eased_findings"] = [(f.get("code"), f.get("severity"), f.get("fix")) for f in runner.findings_for(scene)]
+    yield from sidebar_section("gui-findings")
+    with override(view3d, "UI"):
+        check(bpy.ops.trajmaster.make_keys_linear("INVOKE_DEFAULT", entity=0) == {"FINISHED"}, "Make Keys Linear")
+    yield from redraw_sidebar()
+    RESULTS["linear_findings"] = [f.get("code") for f in runner.findings_for(scene)]
+
+    step("an unsaved file: its first take is 001, in its own folder")
+    with override(view3d, "UI"):
+        result = bpy.ops.trajmaster.generate("INVOKE_DEFAULT")
+    check(result == {"FINISHED"}, f"Generate returned {result}: {runner.status.last_error}")
+    yield from wait_until(lambda: not runner.busy(), CONFIG.get("job_timeout", 90), "the unsaved file's take")
+    yield from redraw_sidebar()
+    strips = take_strips()
+    RESULTS["unsaved_take"] = {
+        "message": runner.status.message,
+        "error": runner.status.last_error,
+        "strips": [s.name for s in strips],
+        "video": bpy.path.abspath(strips[0].filepath) if strips else "",
+        "temp_root": str(WORK / "system-temp" / "trajmaster"),
+    }
+
+    step("undo the take: its message goes with it")
+    with override(view3d):
+        check(bpy.ops.ed.undo() == {"FINISHED"}, "Undo failed")
+    yield from redraw_sidebar()
+    RESULTS["after_undo"] = {"message": runner.status.message, "strips": [s.name for s in take_strips()]}
+    with override(view3d):
+        check(bpy.ops.ed.redo() == {"FINISHED"}, "Redo failed")
+    yield from redraw_sidebar()
+
+    step("delete an entity's empty: a red row, and Generate refuses")
+    robot = bpy.data.objects["Robot"]
+    with override(view3d), bpy.context.temp_override(selected_objects=[robot], active_object=robot):
+        check(bpy.ops.object.delete() == {"FINISHED"}, "X > Delete failed")
+    bpy.context.scene.trajmaster.active_entity_index = 1
+    yield from redraw_sidebar()
+    try:
+        with override(view3d, "UI"):
+            refused = bpy.ops.trajmaster.generate("INVOKE_DEFAULT")
+    except RuntimeError:  # the operator's ERROR report, raised in a script
+        refused = {"CANCELLED"}
+    yield from redraw_sidebar()
+    overlay = addon("overlay")
+    yield from wait_until(
+        lambda: getattr(overlay.entry(bpy.context.scene), "stale", True) is False, 10, "the overlay's rebuild"
+    )
+    geometry = overlay.entry(bpy.context.scene).geometry
+    RESULTS["missing"] = {
+        "refused": sorted(refused),
+        "error": runner.status.last_error,
+        "overlay": [e.name for e in geometry.entities] if geometry else [],
+    }
+    yield from sidebar_section("gui-missing")
+
+    step("save the unsaved file: its takes are copied")
+    second = WORK / "second"
+    second.mkdir()
+    with override(view3d):
+        bpy.ops.wm.save_as_mainfile(filepath=str(second / "second.blend"))
+    RESULTS["saved_info"] = runner.status.info
+    RESULTS["saved_files"] = sorted(p.name for p in (second / "trajmaster" / "Scene").iterdir())
+
+    step("open the first file again: nothing from the other one")
+    with override(view3d):
+        bpy.ops.wm.open_mainfile(filepath=str(WORK / "shot.blend"))
+    yield from settle(0.5)
+    yield from redraw_sidebar()
+    RESULTS["reopened"] = status_now()
+
+
 # --- the driver ---------------------------------------------------------------------------------
 
 T0 = time.monotonic()
@@ -795,5 +1000,5 @@ def drive() -> float | None:
 
 
 save_results()
-# Start once the window exists and has drawn.
-bpy.app.timers.register(drive, first_interval=0.5)
+# Start once the window exists and has drawn; persistent, so that steps that load a file go on.
+bpy.app.timers.register(drive, first_interval=0.5, persistent=True)
