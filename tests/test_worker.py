@@ -147,6 +147,7 @@ def raw_worker(lines: bytes, timeout: float = 10, **popen) -> tuple[int, list[di
         input=lines,
         capture_output=True,
         timeout=timeout,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},  # strict UTF-8 on stdin, as in the add-on
         **popen,
     )
     events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
