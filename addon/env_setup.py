@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backend import events as protocol
+from ..backend.errors import format_bytes
 
 DISTRIBUTION = "trajmaster-previz"
 # The extension's choices in the preferences -> the extras of pyproject.toml they install.
@@ -700,13 +701,6 @@ def doctor_sentences(report: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 # ----------------------------------------------------------------------------- download
-
-
-def format_bytes(n: float) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
 
 
 def format_eta(seconds: float | None) -> str:

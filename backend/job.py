@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import timeplan
+from .errors import clip
 
 FORMAT = "trajmaster-job"
 VERSION = 1
@@ -170,7 +171,7 @@ def echo(value: Any, limit: int = ECHO_CHARS) -> str:
         text = json.dumps(value, ensure_ascii=False, default=str)
     except (ValueError, RecursionError):
         text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clip(text, limit)
 
 
 def _path(parts: list[Any] | tuple[Any, ...]) -> str:
@@ -292,13 +293,11 @@ def _schema_message(error: Any) -> str:
         return f"{where}: must be {json.dumps(val)}, got {echo(inst)}"
     if v == "enum":
         return f"{where}: must be one of {', '.join(json.dumps(x) for x in val)}, got {echo(inst)}"
-    message = error.message if len(error.message) <= 2 * ECHO_CHARS else error.message[: 2 * ECHO_CHARS - 1] + "…"
-    return f"{where}: {message}"
+    return f"{where}: {clip(error.message, 2 * ECHO_CHARS)}"
 
 
 def _echo_key(key: str) -> str:
-    text = repr(key)
-    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
+    return clip(repr(key), ECHO_CHARS)
 
 
 def _kind(value: Any) -> str:

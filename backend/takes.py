@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, clip, format_bytes
 from .job import link_new
 
 try:
@@ -167,7 +167,7 @@ def output_error(exc: OSError, folder: Path) -> UserError | None:
 
 def file_size_limit_sentence(folder: Path) -> str:
     limit = _file_size_limit()
-    what = f" ({_bytes_text(limit)})" if limit is not None else ""
+    what = f" ({format_bytes(limit)})" if limit is not None else ""
     return (
         f"The take could not be written to {folder}: this process may not write files larger than its "
         f"file-size limit{what} (ulimit -f); raise the limit and try again. Nothing was written."
@@ -189,7 +189,7 @@ def file_size_limited() -> bool:
 
 def _free_text(folder: Path) -> str:
     try:
-        return f" ({_bytes_text(shutil.disk_usage(folder).free)} free)"
+        return f" ({format_bytes(shutil.disk_usage(folder).free)} free)"
     except OSError:
         return ""
 
@@ -199,13 +199,6 @@ def disk_nearly_full(folder: Path, need: int = 1 << 20) -> bool:
         return shutil.disk_usage(folder).free < need
     except OSError:
         return False
-
-
-def _bytes_text(n: int) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} bytes"
 
 
 def _short(path: Path, limit: int = 120) -> str:
@@ -400,7 +393,7 @@ class TakeCommit:
             if not name or safe_stem(name, "") != name:
                 raise UserError(
                     "bad_output",
-                    f"The take name {_echo(name)} cannot be a file name; use 1 to {MAX_NAME} letters, digits, "
+                    f"The take name {clip(repr(name), 80)} cannot be a file name; use 1 to {MAX_NAME} letters, digits, "
                     "'_', '-' and '.' (not at the start or end).",
                 )
             if TakePaths(folder, name).taken():
@@ -511,11 +504,6 @@ class TakeCommit:
         self._temps.clear()
         self._lock.release()
         self._locked = False
-
-
-def _echo(value: object, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _sync(path: Path) -> None:

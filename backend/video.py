@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import clip
+
 # Constant quality rather than a bitrate: 17 is visually lossless for both the schematic
 # preview (flat colours, thin lines) and the model's video, and keeps a 49-frame take small.
 H264_CRF = 17
@@ -117,7 +119,7 @@ def count_frames(path: str | os.PathLike[str]) -> int:
 
 def _tail(data: bytes, lines: int = 3, limit: int = 300) -> str:
     text = " ".join(line.strip() for line in data.decode("utf-8", "replace").splitlines()[-lines:] if line.strip())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clip(text, limit)
 
 
 def write_png_sequence(frames: np.ndarray, folder: str | os.PathLike[str], stem: str) -> list[Path]:

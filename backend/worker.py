@@ -28,7 +28,7 @@ from typing import Any
 
 from . import __version__, interrupts
 from .engines import ENGINE_NAMES, EngineCache
-from .errors import EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, UserError
+from .errors import EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, UserError, clip
 from .events import EventStream
 from .generate import run_job
 from .outcome import report_outcome
@@ -92,11 +92,6 @@ class _Current:
                 self.cancel.set()
 
 
-def _echo(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _text_problem(request: dict[str, Any], key: str, required: bool) -> str | None:
     value = request.get(key)
     if value is None and not required:
@@ -118,10 +113,10 @@ def request_problem(request: dict[str, Any]) -> str | None:
             return "'id' of a cancel must be a string"
         return None
     if op != "generate":
-        return f"unknown op {_echo(op)}; use generate, cancel, ping or shutdown"
+        return f"unknown op {clip(repr(op))}; use generate, cancel, ping or shutdown"
     unknown = sorted(set(request) - GENERATE_FIELDS)
     if unknown:
-        return f"unknown fields {', '.join(_echo(k, 40) for k in unknown[:5])}"
+        return f"unknown fields {', '.join(clip(repr(k), 40) for k in unknown[:5])}"
     for key, required in (("id", True), ("job", True), ("out", True), ("name", False)):
         problem = _text_problem(request, key, required)
         if problem:
@@ -151,7 +146,9 @@ class _Reader:
         except BaseException as exc:  # nothing may leave the worker deaf: stop it instead
             self.current.cancel_if(None)
             self.requests.put(
-                _Stop(EXIT_INTERNAL, f"The worker can no longer read requests ({type(exc).__name__}: {_echo(exc)}).")
+                _Stop(
+                    EXIT_INTERNAL, f"The worker can no longer read requests ({type(exc).__name__}: {clip(repr(exc))})."
+                )
             )
             return
         gone("end of input", self.current, self.requests, self.stream)
@@ -185,7 +182,7 @@ class _Reader:
             self._bad("it is nested too deeply")
             return
         except ValueError as exc:
-            self._bad(_echo(str(exc), 120))
+            self._bad(clip(str(exc), 120))
             return
         if not isinstance(request, dict) or not isinstance(request.get("op"), str):
             self._bad("a request is a JSON object with an 'op'")

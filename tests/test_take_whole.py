@@ -53,6 +53,18 @@ def assert_error(run, code: str, *words: str) -> dict:
     return error
 
 
+def start_generate(job: Path, out: Path, *extra: str, stdout=subprocess.PIPE) -> subprocess.Popen:
+    """`generate` in its own process group (so the test can kill the group, as a farm would)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "backend", "generate", str(job), "--out", str(out), *extra],
+        cwd=ROOT,
+        stdout=stdout,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+
+
 @pytest.fixture
 def job(tmp_path):
     return write_job(make_job(), tmp_path / "job.json")
@@ -64,13 +76,7 @@ def job(tmp_path):
 def test_killed_the_moment_the_video_appears_the_take_is_whole(tmp_path, job):
     out = tmp_path / "takes"
     for attempt in range(3):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "backend", "generate", str(job), "--out", str(out), "--png"],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = start_generate(job, out, "--png", stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while not [p for p in final_names(out) if p.endswith(".mp4")][attempt:]:
             assert proc.poll() is None, "generate ended before its video appeared"
@@ -92,14 +98,7 @@ def test_killed_at_any_moment_of_writing_nothing_half_is_ever_visible(tmp_path, 
     # once the next run has swept what the killed ones left.
     out = tmp_path / "takes"
     for delay in (0.0, 0.15, 0.3, 0.45, 0.6):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "backend", "generate", str(job), "--out", str(out), "--png"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
+        proc = start_generate(job, out, "--png")
         for line in proc.stdout:
             if '"stage": "writing"' in line:
                 break
@@ -190,16 +189,7 @@ def test_a_live_runs_pieces_are_never_swept(tmp_path, job):
 
 def test_concurrent_runs_get_unique_numbers_and_whole_takes(tmp_path, job):
     out = tmp_path / "takes"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "backend", "generate", str(job), "--out", str(out)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        for _ in range(6)
-    ]
+    procs = [start_generate(job, out) for _ in range(6)]
     names = []
     for proc in procs:
         stdout, _ = proc.communicate(timeout=300)
