@@ -56,9 +56,10 @@ TAKE_SUFFIXES = (JOB_SUFFIX, PNG_SUFFIX, SIDECAR_SUFFIX, VIDEO_SUFFIX)
 TEMP_PREFIX = ".trajmaster-"
 TEMP_SUFFIX = ".part"
 PROBE_PREFIX = ".trajmaster-probe-"
-# Exactly the names tempfile gives our pieces (8 random characters), so that no other file, e.g.
-# the add-on's job file being written for a shot called "trajmaster-...", is ever taken for one.
-_TEMP_NAME = re.compile(r"\.trajmaster-[a-z0-9_]{8}(?:\.mp4|\.json)?\.part")
+# Exactly the names temp_file/temp_dir give (8 random characters, then the piece's suffix such as
+# ".mp4"), so that no other file, e.g. the add-on's job file being written for a shot called
+# "trajmaster-...", is ever taken for one.
+_TEMP_NAME = re.compile(r"\.trajmaster-[a-z0-9_]{8}(?:\.[a-z0-9]{1,8})?\.part")
 _PROBE_NAME = re.compile(r"\.trajmaster-probe-[a-z0-9_]{8}")
 # A probe lives for microseconds; one this old was left by a killed run.
 PROBE_AGE_S = 60
