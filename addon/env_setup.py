@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import math
 import os
 import queue
 import signal
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backend import events as protocol
+from ..backend.errors import format_bytes
 
 DISTRIBUTION = "trajmaster-previz"
 # The extension's choices in the preferences -> the extras of pyproject.toml they install.
@@ -65,26 +67,40 @@ class SetupError(RuntimeError):
 
 def read_requirements(pyproject: Path, extra: str) -> list[str]:
     """The requirements of `extra` in pyproject.toml, with the project's references to its own
-    extras (`trajmaster-previz[preview]`) expanded, in order and without duplicates."""
+    extras (`trajmaster-previz[preview]`) expanded, in order and without duplicates. A missing or
+    corrupt file (not TOML, not UTF-8, a set that is not a list of strings) is a SetupError."""
     try:
         data = tomllib.loads(Path(pyproject).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SetupError(
             f"The extension's package list {pyproject} is missing; reinstall the TrajMaster Previz extension."
         ) from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
         raise SetupError(
-            f"Cannot read the extension's package list {pyproject} ({exc}); reinstall the extension."
+            f"Cannot read the extension's package list {pyproject} ({str(exc)[:200]}); reinstall the extension."
         ) from None
-    extras = data.get("project", {}).get("optional-dependencies", {})
+
+    def corrupt(what: str) -> SetupError:
+        return SetupError(f"The extension's package list {pyproject} is damaged ({what}); reinstall the extension.")
+
+    project = data.get("project", {})
+    extras = project.get("optional-dependencies", {}) if isinstance(project, dict) else None
+    if not isinstance(extras, dict):
+        raise corrupt("[project.optional-dependencies] is not a table")
     out: list[str] = []
 
     def expand(name: str, seen: tuple[str, ...]) -> None:
         if name not in extras:
             raise SetupError(f"The extension's package list has no '{name}' set; reinstall the extension.")
-        for req in extras[name]:
+        reqs = extras[name]
+        # A string here is a damaged file, not a list of one-letter packages.
+        if not isinstance(reqs, list) or not all(isinstance(r, str) for r in reqs):
+            raise corrupt(f"the '{name}' set is not a list of package names")
+        for req in reqs:
             text = req.split(";")[0].strip()
             if text.replace("_", "-").lower().startswith(DISTRIBUTION + "["):
+                if "]" not in text:
+                    raise corrupt(f"'{req[:80]}' in the '{name}' set")
                 for sub in text[text.index("[") + 1 : text.index("]")].split(","):
                     if sub.strip() not in seen:
                         expand(sub.strip(), (*seen, sub.strip()))
@@ -229,9 +245,10 @@ def env_state(env_dir: str | os.PathLike[str] | None, platform: str = sys.platfo
     state: dict[str, Any] = {"ready": False, "exists": python.exists(), "python": str(python)}
     try:
         marker = json.loads((Path(env_dir) / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return state
-    if isinstance(marker, dict) and marker.get("ready") and python.exists():
+    # Only a literal true: a marker saying "false" (a string) is not a ready environment.
+    if isinstance(marker, dict) and marker.get("ready") is True and python.exists():
         state.update(ready=True, choice=marker.get("choice"), created=marker.get("created"))
     return state
 
@@ -515,11 +532,13 @@ def failure_sentence(title: str, code: int | None, last_lines: list[str]) -> str
     for line in reversed(last_lines):
         event = protocol.parse_line(line)
         if event is not None and event.get("event") == "error":
-            detail = str(event.get("message", ""))
+            detail = _text(event.get("message"))
             break
     if not detail:
-        errors = [line.strip() for line in last_lines if line.strip().startswith("ERROR:")]
-        detail = errors[-1] if errors else next((line.strip() for line in reversed(last_lines) if line.strip()), "")
+        # Event lines are not sentences for people: the fallback is pip's "ERROR:" or a log line.
+        lines = [line.strip() for line in last_lines if line.strip() and protocol.parse_line(line) is None]
+        errors = [line for line in lines if line.startswith("ERROR:")]
+        detail = errors[-1] if errors else (lines[-1] if lines else "")
     how = f"exit code {code}" if code is None or code >= 0 else f"signal {-code}"
     detail = detail[:300]
     return f"{title} failed ({how})" + (f": {detail}" if detail else "") + ("" if detail.endswith(".") else ".")
@@ -684,13 +703,6 @@ def doctor_sentences(report: dict[str, Any]) -> list[tuple[str, str]]:
 # ----------------------------------------------------------------------------- download
 
 
-def format_bytes(n: float) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
-
-
 def format_eta(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -700,6 +712,25 @@ def format_eta(seconds: float | None) -> str:
     if seconds < 3600:
         return f"about {seconds // 60} min left"
     return f"about {seconds // 3600} h {seconds % 3600 // 60:02d} min left"
+
+
+def _text(value: Any, limit: int = 500) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _count(value: Any) -> int:
+    number = _number(value)
+    return int(number) if number is not None and number >= 0 else 0
 
 
 @dataclass
@@ -716,28 +747,28 @@ class DownloadProgress:
     logs: list[str] = field(default_factory=list)
 
     def feed(self, line: str) -> bool:
-        """Fold one stdout line in; True when it was an event."""
+        """Fold one stdout line in; True when it was an event. Fields of the wrong type are read
+        as absent: a line never raises here."""
         event = protocol.parse_line(line)
         if event is None:
             return False
         kind = event["event"]
         if kind == "stage":
-            self.message = str(event.get("message", ""))
+            self.message = _text(event.get("message"))
             self.done = self.total = 0
             self.fraction, self.eta_s = 0.0, None
         elif kind == "progress":
-            self.done, self.total = int(event.get("step", 0)), int(event.get("total", 0))
-            self.fraction = float(event.get("fraction", 0.0))
-            eta = event.get("eta_s")
-            self.eta_s = float(eta) if isinstance(eta, (int, float)) else None
+            self.done, self.total = _count(event.get("step")), _count(event.get("total"))
+            self.fraction = min(max(_number(event.get("fraction")) or 0.0, 0.0), 1.0)
+            self.eta_s = _number(event.get("eta_s"))
         elif kind == "result":
             self.result = {k: v for k, v in event.items() if k not in ("event", "protocol", "time")}
             self.fraction = 1.0
         elif kind == "error":
-            message, hint = str(event.get("message", "")), event.get("hint")
+            message, hint = _text(event.get("message")), _text(event.get("hint"))
             self.error = message + (f" {hint}" if hint and hint not in message else "")
         elif kind == "log":
-            self.logs.append(str(event.get("message", "")))
+            self.logs.append(_text(event.get("message")))
         return True
 
     def text(self) -> str:

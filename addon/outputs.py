@@ -22,9 +22,10 @@ from bpy.app.handlers import persistent
 from ..backend import takes
 from . import preferences
 
-JOB_SUFFIX = ".job.json"
-# What one take is on disk: <take>.mp4, its sidecar <take>.json, <take>.job.json, <take>_png/.
-TAKE_SUFFIXES = (JOB_SUFFIX, "_png", ".mp4", ".json")
+# What one take is on disk: <take>.job.json, <take>_png/, its sidecar <take>.json and <take>.mp4,
+# in the order a copy creates them (the video last: backend/takes.py, whole-or-absent takes).
+JOB_SUFFIX = takes.JOB_SUFFIX
+TAKE_SUFFIXES = takes.TAKE_SUFFIXES
 
 
 class OutputError(RuntimeError):
@@ -93,7 +94,8 @@ def ensure_writable(folder: Path) -> None:
     """Create the folder if needed and prove we can write there. Raises OutputError."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".trajmaster-probe-"):
+        os.listdir(folder)  # takes are numbered from what is there: it must be listable too
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=takes.PROBE_PREFIX):
             pass
     except OSError as exc:
         reason = exc.strerror or str(exc)
@@ -103,20 +105,13 @@ def ensure_writable(folder: Path) -> None:
         ) from None
 
 
-def _numbers_on_disk(folder: Path, shot: str) -> Iterable[int]:
-    if not folder.is_dir():
-        return
-    for entry in os.listdir(folder):
-        for suffix in TAKE_SUFFIXES:
-            if entry.endswith(suffix):
-                number = takes.take_number(entry[: -len(suffix)], shot)
-                if number is not None:
-                    yield number
-                break
-
-
 def next_take_name(folder: Path, shot: str, strip_names: Iterable[str]) -> str:
-    numbers = [*_numbers_on_disk(folder, shot)]
+    """One above every take of the shot on disk (the backend's rule: any piece of a take counts)
+    and in the sequencer."""
+    try:
+        numbers = takes.take_numbers(folder, shot)
+    except takes.UserError as exc:
+        raise OutputError(exc.message) from None
     numbers += [n for n in (takes.take_number(name, shot) for name in strip_names) if n is not None]
     return f"{shot}_take_{max(numbers, default=0) + 1:03d}"
 

@@ -23,6 +23,7 @@ from typing import Any
 import bpy
 from bpy.app.handlers import persistent
 
+from ..backend import takes
 from . import compat, outputs, runner, sequencer
 
 
@@ -66,9 +67,16 @@ def copy_take(video: Path, folder: Path) -> Path | None:
     if any((folder / s.name).exists() and not _same(s, folder / s.name) for s in sources):
         return None
     folder.mkdir(parents=True, exist_ok=True)
-    for src in sources:
-        if not (folder / src.name).exists():
-            _copy(src, folder / src.name)
+    # Copied in TAKE_SUFFIXES order, the video last, and under the backend's writer lock, so a
+    # backend run sweeping that folder never takes the copy's sidecar for a killed run's.
+    lock = takes.FolderLock(folder)
+    lock.acquire()
+    try:
+        for src in sources:
+            if not (folder / src.name).exists():
+                _copy(src, folder / src.name)
+    finally:
+        lock.release()
     return folder / video.name
 
 

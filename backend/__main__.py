@@ -2,6 +2,10 @@
 
 import sys
 
-from .cli import main
+from . import interrupts
+
+interrupts.install()  # before the imports below, which take a while (numpy, the engines)
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())

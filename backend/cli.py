@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 
-from . import __version__, events
+from . import __version__, events, interrupts
 from .engines import ENGINE_NAMES, make_engine
-from .errors import EXIT_OK, UserError
+from .errors import EXIT_CANCELLED, EXIT_OK, UserError
 from .generate import load_job, run_job, shot_findings
 from .outcome import report_outcome
 from .progress import Report
@@ -127,24 +126,33 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     stream = events.install()
-    if args.command == "serve":
-        from .worker import serve
+    try:
+        if args.command not in ("generate", "serve"):
+            # These stop on Ctrl-C as any command does (download reports it as cancelled); a
+            # signal that came while Python was still importing stops them now.
+            interrupts.restore_defaults()
+        if args.command == "serve":
+            from .worker import serve
 
-        return serve(args, stream)
-    if args.command in ("doctor", "bench"):
-        # Reports for people (or, with --json, one JSON document for tools) on the protected stdout;
-        # their progress goes to stderr as event lines.
-        return {"doctor": _doctor, "bench": _bench}[args.command](args, stream)
-    report = Report(stream)
-    stream.emit("hello", pid=os.getpid(), version=__version__, engine=getattr(args, "engine", None))
-    commands = {
-        "validate": _validate,
-        "generate": _generate,
-        "download": _download,
-        "expand": _prompt_commands().run_expand,
-        "contact-sheet": _contact_sheet().run,
-    }
-    return commands[args.command](args, report)
+            return serve(args, stream)
+        if args.command in ("doctor", "bench"):
+            # Reports for people (or, with --json, one JSON document for tools) on the protected
+            # stdout; their progress goes to stderr as event lines.
+            return {"doctor": _doctor, "bench": _bench}[args.command](args, stream)
+        report = Report(stream)
+        stream.emit("hello", pid=os.getpid(), version=__version__, engine=getattr(args, "engine", None))
+        commands = {
+            "validate": _validate,
+            "generate": _generate,
+            "download": _download,
+            "expand": _prompt_commands().run_expand,
+            "contact-sheet": _contact_sheet().run,
+        }
+        return commands[args.command](args, report)
+    except KeyboardInterrupt:
+        stream.emit("cancelled", message="Interrupted.")
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_CANCELLED
 
 
 def _validate(args: argparse.Namespace, report: Report) -> int:
@@ -155,7 +163,7 @@ def _validate(args: argparse.Namespace, report: Report) -> int:
     findings = shot_findings(job)
     for f in findings:
         report.warning(f.code, f.message, entity=f.entity, slots=f.slots, severity=f.severity)
-        print(f"warning: {f.message}", file=sys.stderr)
+        print(f"{f.severity}: {f.message}", file=sys.stderr)
     n = len(job["entities"])
     print(
         f"{args.job}: valid job, {n} entit{'y' if n == 1 else 'ies'}, engine {job['engine']}, "
@@ -166,11 +174,8 @@ def _validate(args: argparse.Namespace, report: Report) -> int:
 
 
 def _generate(args: argparse.Namespace, report: Report) -> int:
-    def on_signal(signum: int, frame: object) -> None:
-        report.cancel.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # SIGINT/SIGTERM cancel at the next step boundary (also one that came during start-up).
+    interrupts.on_signal(report.cancel.set)
     engines = {}
 
     def get_engine(name: str):

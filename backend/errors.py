@@ -13,6 +13,19 @@ EXIT_BAD_INPUT = 2
 EXIT_CANCELLED = 3
 
 
+def clip(text: str, limit: int = 60) -> str:
+    """At most `limit` characters of `text` (an error message never repeats a huge value whole)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_bytes(n: float) -> str:
+    """'3.2 GB', '512 kB', '80 B'."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
 class UserError(Exception):
     def __init__(self, code: str, message: str, hint: str | None = None):
         super().__init__(message)

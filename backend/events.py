@@ -56,6 +56,20 @@ class EventStream:
             except (BrokenPipeError, ValueError):
                 pass  # the reader went away; the work itself decides whether to go on
 
+    def emit_last(self, kind: str, **fields: Any) -> None:
+        """The last event before the process exits at once (os._exit): does not wait more than a
+        second for a writer that holds the lock (it may be the thread being abandoned)."""
+        line = json.dumps({"event": kind, "protocol": PROTOCOL, "time": round(time.time(), 3), **fields}, default=str)
+        locked = self._lock.acquire(timeout=1.0)
+        try:
+            self._out.write(line + "\n")
+            self._out.flush()
+        except (OSError, ValueError):
+            pass
+        finally:
+            if locked:
+                self._lock.release()
+
     def write_raw(self, text: str) -> None:
         """A whole document instead of events (doctor/bench with --json)."""
         with self._lock:
@@ -80,16 +94,27 @@ def install() -> EventStream:
     return EventStream(os.fdopen(private, "w", buffering=1, encoding="utf-8", closefd=True))
 
 
-def parse_line(line: str) -> dict[str, Any] | None:
-    """A line read from a backend -> event dict, or None for anything that is not an event."""
+# An event line is a few hundred bytes; a longer one is not an event (and is not parsed).
+MAX_EVENT_CHARS = 1 << 20
+
+
+def parse_line(line: str | bytes) -> dict[str, Any] | None:
+    """A line read from a backend -> event dict, or None for anything that is not an event.
+
+    Never raises, whatever the line holds (not UTF-8, nested too deeply, numbers with thousands
+    of digits): the add-on's supervisor reads every line a backend prints through this."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", "replace")
+    if not isinstance(line, str):
+        return None
     line = line.strip()
-    if not line.startswith("{"):
+    if not line.startswith("{") or len(line) > MAX_EVENT_CHARS:
         return None
     try:
         event = json.loads(line)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError, the int digit limit, deep nesting
         return None
-    if not isinstance(event, dict) or event.get("event") not in KINDS:
+    if not isinstance(event, dict) or not isinstance(event.get("event"), str) or event["event"] not in KINDS:
         return None
     return event
 

@@ -6,19 +6,23 @@ kept loaded). Nothing is written under a final name until the take is complete.
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import platform
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import __version__, checks, poses, timeplan
+from . import __version__, checks, poses, takes, timeplan, video
 from . import job as jobfile
 from .errors import UserError
 from .progress import Engine, Report
@@ -72,7 +76,8 @@ def run_job(
     """Run one job file and publish its take. Returns the result event's fields.
 
     Raises UserError (bad input), OutOfMemory, Cancelled, or anything else for an internal failure;
-    in every case nothing is left in `out_dir` but what was there before.
+    in every case nothing is left in `out_dir` but what was there before (folders it created
+    are removed again), and the take is whole or absent whatever kills the process (takes.py).
     """
     t0 = time.monotonic()
     report.check_cancel()  # cancelled while queued in the worker: do not even load the engine
@@ -84,6 +89,7 @@ def run_job(
         report.warning(f.code, f.message, entity=f.entity, slots=f.slots, severity=f.severity)
     folder, created = prepare_folder(out_dir)
     try:
+        takes.sweep_leftovers(folder)  # what a killed run left here (never a live run's pieces)
         with TakeCommit(folder, job["shot"]["scene_name"], name) as take:
             t_loaded = time.monotonic()
             engine = get_engine(engine_name)
@@ -92,51 +98,50 @@ def run_job(
             frames = engine.render(job, report)
             t_rendered = time.monotonic()
             report.stage("writing", "Writing the video")
-            from . import video  # imageio-ffmpeg: only needed once there is something to write
-
-            staged_video = take.temp_file(".mp4")
-            video.write_mp4(frames, staged_video, fps=timeplan.VIDEO_FPS)
-            staged_png = None
-            if png:
-                staged_png = take.temp_dir()
-                # Frame files are named the same in every take; the folder carries the take name.
-                video.write_png_sequence(frames, staged_png, "frame")
-            report.check_cancel()
-            t_written = time.monotonic()
-            timings = {
-                "validate_s": round(t_loaded - t0, 3),
-                "engine_ready_s": round(t_render - t_loaded, 3),
-                "render_s": round(t_rendered - t_render, 3),
-                "write_s": round(t_written - t_rendered, 3),
-            }
-
-            def sidecar(paths: TakePaths) -> str:
-                doc = {
-                    "format": "trajmaster-take",
-                    "version": 1,
-                    "name": paths.name,
-                    "video": paths.video.name,
-                    "png_dir": paths.png_dir.name if png else None,
-                    "frames": int(frames.shape[0]),
-                    "fps": timeplan.VIDEO_FPS,
-                    "width": int(frames.shape[2]),
-                    "height": int(frames.shape[1]),
-                    "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "job_file": str(Path(job_path).absolute()),
-                    "job": job,
-                    "engine": engine.describe(),
-                    "versions": _versions(),
-                    "timings": {**timings, "total_s": round(time.monotonic() - t0, 3)},
-                    "metrics": report.metrics,
-                    "warnings": [f.as_dict() for f in findings],
-                    "command": sys.argv,
+            with _write_errors(folder):
+                staged_video = take.temp_file(".mp4")
+                video.write_mp4(frames, staged_video, fps=timeplan.VIDEO_FPS)
+                staged_png = None
+                if png:
+                    staged_png = take.temp_dir()
+                    # Frame files are named the same in every take; the folder carries the take name.
+                    video.write_png_sequence(frames, staged_png, "frame")
+                report.check_cancel()
+                t_written = time.monotonic()
+                timings = {
+                    "validate_s": round(t_loaded - t0, 3),
+                    "engine_ready_s": round(t_render - t_loaded, 3),
+                    "render_s": round(t_rendered - t_render, 3),
+                    "write_s": round(t_written - t_rendered, 3),
                 }
-                return json.dumps(doc, indent=1, default=_jsonable) + "\n"
 
-            paths = take.publish(staged_video, sidecar, staged_png)
+                def sidecar(paths: TakePaths) -> str:
+                    doc = {
+                        "format": "trajmaster-take",
+                        "version": 1,
+                        "name": paths.name,
+                        "video": paths.video.name,
+                        "png_dir": paths.png_dir.name if png else None,
+                        "frames": int(frames.shape[0]),
+                        "fps": timeplan.VIDEO_FPS,
+                        "width": int(frames.shape[2]),
+                        "height": int(frames.shape[1]),
+                        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                        "job_file": str(Path(job_path).absolute()),
+                        "job": job,
+                        "engine": engine.describe(),
+                        "versions": _versions(),
+                        "timings": {**timings, "total_s": round(time.monotonic() - t0, 3)},
+                        "metrics": report.metrics,
+                        "warnings": [f.as_dict() for f in findings],
+                        "command": sys.argv,
+                    }
+                    # Strict JSON: any reader can load it (no NaN or Infinity, which json.dumps writes).
+                    return json.dumps(_strict(doc), indent=1, default=_jsonable, allow_nan=False) + "\n"
+
+                paths = take.publish(staged_video, sidecar, staged_png)
     except BaseException:
-        if created:
-            _remove_if_empty(folder)
+        takes.remove_created(created)
         raise
     return {
         "name": paths.name,
@@ -151,11 +156,40 @@ def run_job(
     }
 
 
-def _remove_if_empty(folder: Path) -> None:
+@contextmanager
+def _write_errors(folder: Path) -> Iterator[None]:
+    """A take that cannot be written for a reason the user can fix (a full disk, a file-size
+    limit, a path too long) -> that reason as one sentence; anything else stays internal."""
     try:
-        folder.rmdir()
-    except OSError:
-        pass
+        yield
+    except video.EncodeError as exc:
+        raise _encode_failure(exc, folder) from None
+    except OSError as exc:
+        error = takes.output_error(exc, folder)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _encode_failure(exc: video.EncodeError, folder: Path) -> Exception:
+    detail = exc.detail.lower()
+    xfsz = getattr(signal, "SIGXFSZ", None)
+    if (xfsz is not None and exc.returncode == -xfsz) or "file too large" in detail:
+        return UserError("bad_output", takes.file_size_limit_sentence(folder))
+    if "no space left" in detail or "quota" in detail or takes.disk_nearly_full(folder):
+        return takes.output_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), folder) or exc
+    return exc
+
+
+def _strict(value: Any) -> Any:
+    """NaN and infinities (an engine's metric that had no value) -> null, so the sidecar stays JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
 
 
 def _jsonable(value: Any) -> Any:

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import timeplan
+from .errors import clip
 
 FORMAT = "trajmaster-job"
 VERSION = 1
@@ -28,6 +30,21 @@ ENGINES = ("preview", "cogvideox")
 MAX_ENTITIES = 3
 # Each 12-vector's rotation must be a proper rotation to this tolerance.
 ROTATION_TOLERANCE = 1e-3
+# The camera context's up vector must be a unit vector to this tolerance.
+UP_TOLERANCE = 1e-2
+
+# What a job file may be at all, before its fields are read (docs/job-file.md, "Limits"): a real
+# job is some 50 KB and 6 levels deep; anything far beyond is not a job and must not cost
+# memory, time or a crash (a FIFO or /dev/zero as the path, deep nesting, numbers with
+# thousands of digits).
+MAX_JOB_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 32
+MAX_INT_DIGITS = 18
+# How much of a wrong value an error message repeats.
+ECHO_CHARS = 60
+# Every field's numbers are bounded (in the schema) so the engines' float math stays sane:
+# Blender's own frame range, and 10 km for translations and camera heights (the model was
+# trained on shots of a few to some 20 metres).
 
 SAMPLING_DEFAULTS: dict[str, Any] = {
     "seed": 42,
@@ -126,10 +143,35 @@ def _plain(value: Any) -> Any:
 
 
 class _NonFinite:
-    """Stands in for NaN/Infinity while parsing so the field path can be reported."""
+    """Stands in for NaN, Infinity and numbers too large to use while parsing, so the field path
+    can be reported."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, why: str = "is not a number; use a finite value"):
         self.text = text
+        self.why = why
+
+
+def _parse_float(text: str) -> float | _NonFinite:
+    value = float(text)
+    # json turns 1e309 into inf without asking parse_constant.
+    return value if np.isfinite(value) else _NonFinite(text, "is too large to be a number; use a finite value")
+
+
+def _parse_int(text: str) -> int | _NonFinite:
+    # Python refuses to read integers of more than 4300 digits (a ValueError mid-parse); no field
+    # needs more than 18.
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        return _NonFinite(text, f"is too large (more than {MAX_INT_DIGITS} digits); use a smaller number")
+    return int(text)
+
+
+def echo(value: Any, limit: int = ECHO_CHARS) -> str:
+    """A value as an error message repeats it: JSON, cut to `limit` characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (ValueError, RecursionError):
+        text = repr(value)
+    return clip(text, limit)
 
 
 def _path(parts: list[Any] | tuple[Any, ...]) -> str:
@@ -139,25 +181,36 @@ def _path(parts: list[Any] | tuple[Any, ...]) -> str:
     return out or "(the job)"
 
 
-def _find_non_finite(value: Any, where: list[Any], found: list[str]) -> None:
-    if isinstance(value, _NonFinite):
-        found.append(f"{_path(where)}: {value.text} is not a number; use a finite value")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            _find_non_finite(v, [*where, k], found)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _find_non_finite(v, [*where, i], found)
+def _find_unusable(doc: Any) -> list[str]:
+    """Every NaN/Infinity/too-large number with its path, and nesting beyond MAX_DEPTH. Iterative:
+    a document deep enough to matter must not exhaust the stack here either."""
+    found: list[str] = []
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(doc, ())]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, float) and not np.isfinite(value):
+            found.append(f"{_path(where)}: {value} is not a number; use a finite value")
+        elif isinstance(value, _NonFinite):
+            text = value.text if len(value.text) <= 24 else f"{value.text[:12]}… ({len(value.text)} characters)"
+            found.append(f"{_path(where)}: {text} {value.why}")
+        elif isinstance(value, (dict, list)):
+            if len(where) >= MAX_DEPTH:
+                return [f"{_path(where[:4])}…: nested more than {MAX_DEPTH} levels deep; this is not a job file"]
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            stack.extend((v, (*where, k)) for k, v in reversed(list(items)))
+    return found
 
 
 def parse(text: str) -> dict[str, Any]:
-    """JSON text -> job dict, refusing NaN/Infinity. Raises JobError; does not validate."""
+    """JSON text -> job dict, refusing NaN, infinities, numbers too large to use and absurd
+    nesting. Raises JobError; does not validate."""
     try:
-        doc = json.loads(text, parse_constant=_NonFinite)
+        doc = json.loads(text, parse_constant=_NonFinite, parse_float=_parse_float, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
         raise JobError([f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
-    problems: list[str] = []
-    _find_non_finite(doc, [], problems)
+    except RecursionError:
+        raise JobError([f"nested more than {MAX_DEPTH} levels deep; this is not a job file"]) from None
+    problems = _find_unusable(doc)
     if problems:
         raise JobError(problems)
     if not isinstance(doc, dict):
@@ -166,18 +219,31 @@ def parse(text: str) -> dict[str, Any]:
 
 
 def read(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate a job file. Raises JobError with a message naming the file's problem."""
+    """Read and validate a job file. Raises JobError with a message naming the file's problem.
+
+    Only a regular file of at most MAX_JOB_BYTES is read: a FIFO or a device (/dev/zero) as the
+    path is refused without opening it, instead of blocking or reading forever."""
+    if not os.fspath(path) or "\0" in os.fspath(path):
+        raise JobError(["the job file's path is empty or contains a NUL character; name a job file"])
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        info = p.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise JobError([f"{p} is a folder, not a job file"])
+        if not stat.S_ISREG(info.st_mode):
+            raise JobError([f"{p} is not a regular file (a pipe or a device?); name a job file"])
+        with open(p, "rb") as f:
+            data = f.read(MAX_JOB_BYTES + 1)
     except FileNotFoundError:
         raise JobError([f"no job file at {p}"]) from None
-    except IsADirectoryError:
-        raise JobError([f"{p} is a folder, not a job file"]) from None
-    except UnicodeDecodeError:
-        raise JobError([f"{p} is not UTF-8 text; is it really a job file?"]) from None
     except OSError as exc:
         raise JobError([f"cannot read {p}: {exc.strerror}"]) from None
+    if len(data) > MAX_JOB_BYTES:
+        raise JobError([f"{p} is larger than {MAX_JOB_BYTES // (1024 * 1024)} MB; is it really a job file?"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise JobError([f"{p} is not UTF-8 text; is it really a job file?"]) from None
     job = parse(text)
     validate(job)
     return job
@@ -197,7 +263,7 @@ def _schema_message(error: Any) -> str:
         return f"{_path([*list(error.absolute_path), field])}: missing (required)"
     if v == "additionalProperties":
         extra = sorted(set(inst) - set(error.schema.get("properties", {})))
-        names = ", ".join(map(repr, extra))
+        names = ", ".join(_echo_key(k) for k in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
         return f"{where}: unknown field{'s' if len(extra) > 1 else ''} {names}; remove it or check the spelling"
     if v == "type":
         return f"{where}: must be {'an' if val in ('integer', 'array', 'object') else 'a'} {val}, got {_kind(inst)}"
@@ -220,14 +286,18 @@ def _schema_message(error: Any) -> str:
             "exclusiveMinimum": "more than",
             "exclusiveMaximum": "less than",
         }
-        return f"{where}: {inst!r} is out of range; must be {words[v]} {val}"
+        return f"{where}: {echo(inst)} is out of range; must be {words[v]} {val}"
     if v == "multipleOf":
-        return f"{where}: {inst!r} must be a multiple of {val}"
+        return f"{where}: {echo(inst)} must be a multiple of {val}"
     if v == "const":
-        return f"{where}: must be {json.dumps(val)}, got {json.dumps(inst)}"
+        return f"{where}: must be {json.dumps(val)}, got {echo(inst)}"
     if v == "enum":
-        return f"{where}: must be one of {', '.join(json.dumps(x) for x in val)}, got {json.dumps(inst)}"
-    return f"{where}: {error.message}"
+        return f"{where}: must be one of {', '.join(json.dumps(x) for x in val)}, got {echo(inst)}"
+    return f"{where}: {clip(error.message, 2 * ECHO_CHARS)}"
+
+
+def _echo_key(key: str) -> str:
+    return clip(repr(key), ECHO_CHARS)
 
 
 def _kind(value: Any) -> str:
@@ -254,15 +324,27 @@ def validate(job: dict[str, Any]) -> None:
                 "update TrajMaster Previz to run it"
             ]
         )
-    import jsonschema  # the backend's dependency; Blender's Python builds jobs but never validates
-
-    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
-    errors = sorted(validator.iter_errors(job), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    problems = _find_unusable(job)  # a job built in code was never parsed
+    if problems:
+        raise JobError(problems)
+    errors = sorted(_validator().iter_errors(job), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
     problems = [_schema_message(e) for e in errors]
     if not problems:
         problems = _meaning_problems(job)
     if problems:
         raise JobError(problems)
+
+
+def _validator() -> Any:
+    import jsonschema  # the backend's dependency; Blender's Python builds jobs but never validates
+
+    # JSON Schema counts 2.0 as an integer; a job's integers (version, frames, steps, seed) are
+    # used as such, so a float there is refused (a "version": 2.0 must not run as version 1).
+    strict = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    cls = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=strict)
+    return cls(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
 
 
 def _meaning_problems(job: dict[str, Any]) -> list[str]:
@@ -291,12 +373,25 @@ def _meaning_problems(job: dict[str, Any]) -> list[str]:
         for key in ("poses", "video_poses"):
             if key in ent:
                 problems.extend(_rotation_problems(f"entities[{k}].{key}", ent[key]))
+    camera = job.get("camera") or {}
+    for key in ("context", "video_context"):
+        if key in camera:
+            problems.extend(_up_problems(f"camera.{key}", camera[key]))
     sampling = job["sampling"]
     if sampling["annealed_steps"] > sampling["steps"]:
         problems.append(
             f"sampling.annealed_steps: {sampling['annealed_steps']} is more than sampling.steps ({sampling['steps']})"
         )
     return problems
+
+
+def _up_problems(where: str, rows: list[list[float]]) -> list[str]:
+    lengths = np.linalg.norm(np.asarray(rows, dtype=np.float64)[:, :3], axis=1)
+    return [
+        f"{where}[{i}]: the up vector has length {lengths[i]:.3g}; it must be a unit vector "
+        "(world up in the camera frame, see docs/job-file.md)"
+        for i in np.flatnonzero(np.abs(lengths - 1.0) > UP_TOLERANCE)
+    ]
 
 
 def _rotation_problems(where: str, rows: list[list[float]]) -> list[str]:

@@ -9,7 +9,7 @@ import time
 import traceback
 from typing import Any
 
-from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, OutOfMemory, UserError
+from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, OutOfMemory, UserError, clip
 from .progress import Cancelled, Report
 
 
@@ -45,7 +45,8 @@ def report_outcome(report: Report, exc: BaseException | None, result: dict[str, 
         emit("cancelled", message="Interrupted; no video was written.")
         return EXIT_CANCELLED
     log = crash_log(exc)
-    message = f"The backend failed unexpectedly ({type(exc).__name__}: {exc}); details are in {log}."
+    # The whole text is in the log.
+    message = f"The backend failed unexpectedly ({type(exc).__name__}: {clip(str(exc), 200)}); details are in {log}."
     emit("error", code="internal", message=message, hint="Please report it with that log.", exit_code=EXIT_INTERNAL)
     print(f"error: {message}", file=sys.stderr)
     return EXIT_INTERNAL

@@ -30,14 +30,32 @@ class Run:
         return found[-1]
 
 
-def backend(*args: str, timeout: float = 600, env: dict | None = None, python: str | None = None) -> Run:
+def backend(
+    *args: str,
+    timeout: float = 600,
+    env: dict | None = None,
+    python: str | None = None,
+    cwd: Path | None = None,
+    shell: str | None = None,
+    user: int | None = None,
+) -> Run:
+    """Run `python -m backend ARGS`. `cwd`: another working folder (the repository is put on
+    PYTHONPATH); `shell`: bash commands run first in the same process (e.g. "ulimit -f 100");
+    `user`: the uid to run as (root only)."""
+    command = [python or sys.executable, "-m", "backend", *map(str, args)]
+    if shell is not None:
+        command = ["bash", "-c", f'{shell}; exec "$@"', "bash", *command]
+    extra = {"PYTHONPATH": str(ROOT)} if cwd is not None else {}
     proc = subprocess.run(
-        [python or sys.executable, "-m", "backend", *map(str, args)],
-        cwd=ROOT,
+        command,
+        cwd=cwd or ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **extra, **(env or {})},
+        user=user,
+        group=user,
+        extra_groups=[] if user is not None else None,
     )
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     events = [e for e in map(parse_line, lines) if e is not None]

@@ -134,3 +134,32 @@ def test_help_on_every_command():
         run = backend(*command, "--help")
         assert run.code == 0
         assert "usage: python -m backend" in run.stdout
+
+
+def test_unusable_documents_are_one_sentence_from_validate(tmp_path):
+    # Deep nesting and a 5000-digit number once gave a raw traceback and exit 1.
+    path = tmp_path / "job.json"
+    path.write_text("[" * 100000 + "]" * 100000)
+    assert_refused(backend("validate", path), "nested more than 32 levels deep")
+    from backend import job as jobfile
+
+    path.write_text(jobfile.dumps(make_job()).replace('"frame_end": 73', '"frame_end": 1' + "0" * 5000))
+    assert_refused(backend("validate", path), "shot.frame_end", "is too large")
+
+
+def test_infinity_and_a_zero_up_vector_never_reach_an_engine(tmp_path):
+    from backend import job as jobfile
+
+    generate_refused(
+        tmp_path,
+        jobfile.dumps(make_job()).replace('"scene_fps": 24.0', '"scene_fps": 1e309', 1),
+        "shot.scene_fps: 1e309 is too large to be a number",
+    )
+    generate_refused(tmp_path, edited(lambda j: j["camera"]["context"][0].__setitem__(slice(0, 3), [0, 0, 0])), "up")
+    generate_refused(tmp_path, edited(lambda j: j["entities"][0]["poses"][0].__setitem__(9, 1e308)), "out of range")
+    generate_refused(tmp_path, edited(lambda j: j.update(version=2.0)), "version: must be an integer")
+
+
+def test_a_huge_wrong_value_is_not_echoed_back_whole(tmp_path):
+    run = generate_refused(tmp_path, edited(lambda j: j.update(engine="x" * 1_000_000)), "engine: must be one of")
+    assert len(run.stdout) < 2000 and len(run.stderr) < 1000

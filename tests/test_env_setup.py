@@ -448,3 +448,78 @@ def test_env_python_runs_in_the_venv_layout(tmp_path):
     python = es.env_python(env)
     out = subprocess.run([str(python), "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True)
     assert Path(out.stdout.strip()).resolve() == env.resolve()
+
+
+# --- junk from the backend or the disk never raises -------------------------------------------
+
+
+JUNK_LINES = [
+    "[" * 100000,
+    '{"event": "progress", "step": ' + "9" * 5000 + "}",
+    '{"event": ' + "[" * 5000 + "]" * 5000 + "}",
+    '{"event": ["error"]}',
+    '{"event": {"a": 1}}',
+    "{" + "x" * 3_000_000,
+]
+
+
+def test_parse_line_never_raises():
+    from backend import events
+
+    for line in JUNK_LINES:
+        assert events.parse_line(line) is None
+    assert events.parse_line(b"\xff\xfe{") is None
+    assert events.parse_line(event("ready"))["event"] == "ready"
+
+
+def test_download_progress_reads_wrongly_typed_fields_as_absent():
+    progress = es.DownloadProgress()
+    for line in JUNK_LINES:
+        assert progress.feed(line) is False
+    assert progress.feed(event("progress", step="12", total=[1], fraction="half", eta_s={"s": 1}))
+    assert (progress.done, progress.total, progress.fraction, progress.eta_s) == (0, 0, 0.0, None)
+    assert progress.feed(event("progress", step=10**400, total=10**400, fraction=1e300, eta_s=10**400))
+    assert progress.fraction == 1.0 and progress.eta_s is None
+    assert progress.feed(event("stage", message=["not", "text"]))
+    assert progress.message == ""
+    assert progress.feed(event("error", message={"a": 1}, hint=7))
+    assert progress.outcome() == ""
+    progress.text()
+
+
+def test_failure_sentence_survives_junk_lines():
+    deep = '{"event": "error", "message": ' + "[" * 100000 + "}"
+    sentence = es.failure_sentence("Installing packages", 1, [deep, "ERROR: No matching distribution"])
+    assert sentence == "Installing packages failed (exit code 1): ERROR: No matching distribution."
+    odd = json.dumps({"event": "error", "message": ["a", "list"]})
+    assert es.failure_sentence("Setup", 2, [odd]) == "Setup failed (exit code 2)."
+
+
+def test_a_corrupt_package_list_is_a_setup_error(tmp_path):
+    bad = tmp_path / "pyproject.toml"
+    bad.write_text('[project.optional-dependencies]\npreview = "numpy"\n')
+    with pytest.raises(es.SetupError, match="the 'preview' set is not a list of package names"):
+        es.read_requirements(bad, "preview")
+    for text in (
+        '[project]\noptional-dependencies = "x"\n',
+        "project = 3\n",
+        "[project.optional-dependencies]\npreview = [1, 2]\n",
+        '[project.optional-dependencies]\npreview = ["trajmaster-previz[full"]\n',
+    ):
+        bad.write_text(text)
+        with pytest.raises(es.SetupError, match="damaged"):
+            es.read_requirements(bad, "preview")
+    bad.write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(es.SetupError, match="Cannot read"):
+        es.read_requirements(bad, "preview")
+
+
+def test_a_marker_that_does_not_say_ready_true_is_not_ready(tmp_path):
+    python = es.env_python(tmp_path)
+    python.parent.mkdir(parents=True)
+    python.write_text("")
+    for marker in ('{"ready": "false"}', '{"ready": 1}', '{"ready": "yes"}', "[" * 100000, '["ready"]'):
+        (tmp_path / es.MARKER).write_text(marker)
+        assert es.env_state(tmp_path)["ready"] is False, marker
+    (tmp_path / es.MARKER).write_text('{"ready": true}')
+    assert es.env_state(tmp_path)["ready"] is True

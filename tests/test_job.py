@@ -177,3 +177,81 @@ def test_an_invalid_job_is_not_written(tmp_path):
     with pytest.raises(jobfile.JobError):
         jobfile.write(job, tmp_path / "bad.json")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- values that parse but that no engine can use -------------------------------------------
+
+
+def text_with(old: str, new: str) -> str:
+    text = jobfile.dumps(make_job())
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+def refused(text: str) -> list[str]:
+    with pytest.raises(jobfile.JobError) as err:
+        jobfile.validate(jobfile.parse(text))
+    return err.value.problems
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        ('"scene_fps": 24.0', '"scene_fps": 1e309', "shot.scene_fps: 1e309 is too large to be a number"),
+        ('"frame_end": 73', '"frame_end": 1' + "0" * 400, "shot.frame_end: 100000000000… (401 characters)"),
+        ('"frame_end": 73', '"frame_end": 1' + "0" * 5000, "is too large"),
+        ('"frame_end": 73', '"frame_end": 100000000', "shot.frame_end: 100000000 is out of range"),
+        ('"version": 1', '"version": 2.0', "version: must be an integer, got a number"),
+        ('"version": 1', '"version": 1.0', "version: must be an integer, got a number"),
+        ('"steps": 50', '"steps": 50.0', "sampling.steps: must be an integer"),
+    ],
+    ids=["inf-float", "400-digits", "5000-digits", "frame-range", "version-2.0", "version-1.0", "float-steps"],
+)
+def test_numbers_no_engine_can_use_are_refused(old, new, words):
+    assert any(words in p for p in refused(text_with(old, new))), refused(text_with(old, new))
+
+
+def test_deep_nesting_is_refused_without_a_crash():
+    assert refused("[" * 100000 + "]" * 100000) == ["nested more than 32 levels deep; this is not a job file"]
+    job = make_job()
+    deep: list = []
+    for _ in range(200):
+        deep = [deep]
+    job["source"] = {"notes": deep}
+    assert "nested more than 32 levels" in refused(json.dumps(job))[0]
+
+
+def test_a_degenerate_camera_up_vector_is_refused():
+    job = make_job()
+    job["camera"]["context"][4][:3] = [0.0, 0.0, 0.0]
+    job["camera"]["video_context"][7][:3] = [0.0, 2.0, 0.0]
+    assert problems(job) == [
+        "camera.context[4]: the up vector has length 0; it must be a unit vector (world up in the camera frame, "
+        "see docs/job-file.md)",
+        "camera.video_context[7]: the up vector has length 2; it must be a unit vector (world up in the camera "
+        "frame, see docs/job-file.md)",
+    ]
+
+
+def test_translations_beyond_ten_kilometres_are_refused():
+    job = make_job()
+    job["entities"][0]["poses"][3][9] = 1e308
+    job["camera"]["context"][0][3] = -20000.0
+    assert problems(job) == [
+        "camera.context[0][3]: -20000.0 is out of range; must be at least -10000",
+        "entities[0].poses[3][9]: 1e+308 is out of range; must be at most 10000",
+    ]
+
+
+def test_error_messages_repeat_at_most_a_little_of_a_wrong_value():
+    job = make_job()
+    job["engine"] = "x" * 1_000_000
+    job["x" * 10_000] = 1
+    messages = problems(job)
+    assert all(len(m) < 300 for m in messages), [len(m) for m in messages]
+
+
+def test_a_job_built_in_code_with_an_infinity_is_refused():
+    job = make_job()
+    job["shot"]["scene_fps"] = float("inf")
+    assert problems(job) == ["shot.scene_fps: inf is not a number; use a finite value"]

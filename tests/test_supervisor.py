@@ -530,3 +530,28 @@ def test_real_worker_accepts_the_engine_args_and_renders_a_preview(tmp_path, sto
     sup.submit(sv.Request(job=str(job), out=str(tmp_path / "takes"), engine="preview"))
     end = sv.terminal_event(drain(sup, seconds=120))
     assert end["event"] == "result", end
+
+
+WORKER_JUNK = """
+emit("hello", pid=os.getpid(), version="fake", engine=None)
+emit("ready")
+for line in sys.stdin:
+    req = json.loads(line)
+    if req["op"] == "generate":
+        jid = req["id"]
+        # Lines a broken or hostile backend might print: nested past the recursion limit, numbers
+        # past Python's int digit limit, an event kind that is not a string.
+        print("{" + '"event": ' + "[" * 100000, flush=True)
+        print('{"event": "progress", "job": "' + jid + '", "step": ' + "9" * 5000 + "}", flush=True)
+        print('{"event": ["result"], "job": "' + jid + '"}', flush=True)
+        emit("result", video="v.mp4", sidecar="x.json", frames=49, fps=8, name="shot_take_001", job=jid)
+        emit("ready")
+"""
+
+
+def test_poll_survives_lines_json_cannot_read(tmp_path, stopper):
+    sup = sv.Supervisor(sys.executable, fake_backend(tmp_path, WORKER_JUNK))
+    stopper(sup)
+    sup.submit(sv.Request(job="a.json", out=str(tmp_path)))
+    events = drain(sup)
+    assert [e["event"] for e in events] == ["result"], events

@@ -127,3 +127,18 @@ def test_png_sequence_never_overwrites_a_file(tmp_path):
     with pytest.raises(FileExistsError):
         video.write_png_sequence(test_frames(n=3), tmp_path, "shot")
     assert (tmp_path / "shot_0002.png").read_bytes() == b"the user's file"
+
+
+def test_an_encoder_failure_raises_instead_of_leaving_a_broken_file(tmp_path):
+    # ffmpeg cannot create the file (its folder does not exist): its exit status must be read.
+    with pytest.raises(video.EncodeError, match="ffmpeg"):
+        video.write_mp4(test_frames(n=3), tmp_path / "missing" / "take.mp4", fps=8)
+
+
+def test_a_truncated_video_counts_fewer_frames(tmp_path):
+    path = video.write_mp4(test_frames(n=9), tmp_path / "take.mp4", fps=8)
+    assert video.count_frames(path) == 9
+    data = path.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    assert video.count_frames(tmp_path / "cut.mp4") < 9
+    assert video.count_frames(tmp_path / "nothing.mp4") == 0
