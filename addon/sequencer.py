@@ -114,9 +114,11 @@ def add_take(
     result: dict[str, Any],
     job: dict[str, Any],
     job_path: str,
+    *,
+    into: bpy.types.Scene | None = None,
 ) -> Any:
-    """Put a finished take into the sequencer of `scene` (5.x: its sequencer scene)."""
-    target = compat.sequencer_scene(context, scene, claim=True)
+    """Put a finished take into the sequencer of `scene` (5.x: its sequencer scene), or of `into`."""
+    target = into or compat.sequencer_scene(context, scene, claim=True)
     editor = target.sequence_editor or target.sequence_editor_create()
     earlier = shot_takes(editor, shot.name)
     above = max((s.channel for s in earlier), default=0)
