@@ -75,7 +75,7 @@ class JobQueue:
     executor: Executor | None = None
     jobs: list[QueuedJob] = field(default_factory=list)
     _keys: Any = field(default_factory=lambda: itertools.count(1))
-    # Wall time of jobs that ran to a result in this batch (the ETA's per-job estimate).
+    # Wall time of jobs that ran to a result in this batch, in order (the ETA's per-job estimate).
     durations: list[float] = field(default_factory=list)
 
     # --- state ---------------------------------------------------------------------------------
@@ -234,13 +234,13 @@ def batch_eta(
 ) -> float | None:
     """Seconds until the last job of a batch ends.
 
-    `durations`: wall times of the jobs that ended with a take; `running`: (seconds since it
-    started, its own ETA or None) for each running job; `waiting`: jobs not started;
-    `parallel`: how many run at once. A job's expected time is the mean of `durations`, else
-    what the first running job's progress implies (elapsed + its ETA). None when nothing is
-    known yet.
+    `durations`: wall times of the jobs that ended with a take, in order; `running`: (seconds
+    since it started, its own ETA or None) for each running job; `waiting`: jobs not started;
+    `parallel`: how many run at once. A job's expected time is the last one's (the engine is
+    warm by then: a batch's first job also pays for loading the model), else what a running
+    job's progress implies (elapsed + its ETA). None when nothing is known yet.
     """
-    per_job: float | None = sum(durations) / len(durations) if durations else None
+    per_job: float | None = durations[-1] if durations else None
     if per_job is None:
         implied = [elapsed + eta for elapsed, eta in running if eta is not None]
         per_job = max(implied) if implied else None

@@ -90,7 +90,7 @@ class QueueEntry:
     key: int
     name: str
     label: str
-    state: str  # job_queue's: queued, running, cancelling, done, failed, cancelled
+    state: str  # job_queue's: queued (also: handed over, not started), running, cancelling, done, failed, cancelled
     fraction: float
 
 
@@ -371,7 +371,7 @@ def _sync_status() -> None:
     progress = _queue.progress()
     status.jobs_done, status.jobs_total = progress.done, progress.total
     status.batch_eta_s = progress.eta_s
-    status.queue = [QueueEntry(j.key, j.name, j.label, j.state, j.fraction) for j in _queue.jobs]
+    status.queue = [QueueEntry(j.key, j.name, j.label, _shown_state(j), j.fraction) for j in _queue.jobs]
     current = progress.current
     if _queue.busy:
         status.state = "cancelling" if _cancelling_all else "running"
@@ -387,6 +387,11 @@ def _sync_status() -> None:
     status.eta_s = status.batch_eta_s = None
     status.current_take = ""
     _summarize(progress)
+
+
+def _shown_state(job: job_queue.QueuedJob) -> str:
+    """A job handed to the worker that has not started yet waits there: queued, for the user."""
+    return job_queue.QUEUED if job.state == job_queue.RUNNING and job.started_at is None else job.state
 
 
 def _summarize(progress: job_queue.Progress) -> None:

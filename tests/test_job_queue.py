@@ -213,9 +213,10 @@ def test_eta_from_the_running_job_alone():
     assert jq.batch_eta([], [(10.0, 30.0)], waiting=3) == pytest.approx(30.0 + 3 * 40.0)
 
 
-def test_eta_from_the_jobs_done_so_far():
-    assert jq.batch_eta([20.0, 40.0], [(5.0, 20.0)], waiting=2) == pytest.approx(20.0 + 2 * 30.0)
-    # A running job without an ETA of its own yet is counted as a mean job already under way.
+def test_eta_from_the_last_job_done():
+    # The first job loaded the model (100 s); the next took 30 s: the engine is warm now.
+    assert jq.batch_eta([100.0, 30.0], [(5.0, 20.0)], waiting=2) == pytest.approx(20.0 + 2 * 30.0)
+    # A running job without an ETA of its own yet is counted as such a job already under way.
     assert jq.batch_eta([30.0], [(10.0, None)], waiting=1) == pytest.approx(20.0 + 30.0)
 
 

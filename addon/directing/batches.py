@@ -49,13 +49,19 @@ def variation_title(count: int, varies: str) -> str:
     return f"{count} variations ({what.get(varies, varies)})"
 
 
-def _report_started(op: bpy.types.Operator, names: list[str], what: str) -> None:
+def _submit(op: bpy.types.Operator, context: bpy.types.Context, specs: list, title: str, what: str) -> set[str]:
+    """Queue the takes and say so (in background Blender: they are in the sequencer now)."""
+    try:
+        names = runner.submit_batch(context, specs, title=title)
+    except runner.RunError as exc:
+        return operators._fail(op, str(exc))
     if runner.status.info:
         op.report({"WARNING"}, runner.status.info)
     if runner.busy():
         op.report({"INFO"}, f"Generating {what}: {names[0]} to {names[-1]}")
     else:
         op.report({"INFO"}, f"Added {what} to the sequencer: {names[0]} to {names[-1]}")
+    return {"FINISHED"}
 
 
 class TRAJMASTER_OT_generate_variations(bpy.types.Operator):
@@ -86,12 +92,7 @@ class TRAJMASTER_OT_generate_variations(bpy.types.Operator):
         specs = [runner.TakeSpec(scene, shot, v.job, label=v.label) for v in planned]
         if export.job["engine"] == "preview":
             self.report({"WARNING"}, PREVIEW_NOTE)
-        try:
-            names = runner.submit_batch(context, specs, title=variation_title(count, varies))
-        except runner.RunError as exc:
-            return operators._fail(self, str(exc))
-        _report_started(self, names, f"{count} variations")
-        return {"FINISHED"}
+        return _submit(self, context, specs, variation_title(count, varies), f"{count} variations")
 
 
 class TRAJMASTER_OT_generate_all_shots(bpy.types.Operator):
@@ -143,12 +144,8 @@ class TRAJMASTER_OT_generate_all_shots(bpy.types.Operator):
         if check.findings:
             n = len(check.findings)
             self.report({"WARNING"}, f"{n} warning{'s' if n > 1 else ''} in the shots (listed under All Shots)")
-        try:
-            names = runner.submit_batch(context, specs, title=f"All shots ({len(specs)})")
-        except runner.RunError as exc:
-            return operators._fail(self, str(exc))
-        _report_started(self, names, f"{len(names)} shot{'s' if len(names) > 1 else ''}")
-        return {"FINISHED"}
+        n = len(specs)
+        return _submit(self, context, specs, f"All shots ({n})", f"{n} shot{'s' if n > 1 else ''}")
 
 
 class TRAJMASTER_OT_cancel_take(bpy.types.Operator):

@@ -126,14 +126,16 @@ def test_the_queue_shows_takes_done_and_an_eta_while_a_set_runs_on_the_worker(bl
     while runner.busy() and time.monotonic() < deadline:
         runner.tick()
         s = runner.status
-        seen.append((s.jobs_done, s.batch_eta_s, s.current_take, [e.state for e in s.queue]))
+        handed = [j.executor_id is not None for j in runner._queue.jobs]
+        seen.append((s.jobs_done, s.batch_eta_s, s.current_take, [e.state for e in s.queue], handed))
         time.sleep(0.02)
     assert not runner.busy()
     assert [d for d, *_ in seen] == sorted(d for d, *_ in seen), "takes done only goes up"
     assert {d for d, *_ in seen} >= {0, 1, 2}
     assert any(eta is not None and eta > 0 for _, eta, *_ in seen), "the batch shows an ETA"
-    assert any(states.count("queued") == 1 for *_, states in seen), "the third waits in the add-on's queue"
-    assert {name for _, _, name, _ in seen if name} == {"Scene_take_001", "Scene_take_002", "Scene_take_003"}
+    assert any(handed == [True, True, False] for *_, handed in seen), "the third waits in the add-on's queue"
+    assert any(states == ["running", "queued", "queued"] for *_, states, _ in seen), "one runs, two wait"
+    assert {name for _, _, name, *_ in seen if name} == {"Scene_take_001", "Scene_take_002", "Scene_take_003"}
     assert [s.channel for s in takes()] == [1, 2, 3]
     assert runner.status.message == "Added 3 takes" and runner.status.last_error == ""
 
