@@ -16,6 +16,7 @@ from types import ModuleType
 def _modules() -> tuple[ModuleType, ...]:
     from . import (
         camera_match,
+        directing,
         keys,
         operators,
         outputs,
@@ -32,7 +33,8 @@ def _modules() -> tuple[ModuleType, ...]:
     )
 
     # Register in this order, unregister in reverse: properties before the panels that draw
-    # them, the runner last so that unregistering stops the backend first.
+    # them, directing after the panels its sub-panels hang off, the runner last so that
+    # unregistering stops the backend first.
     return (
         preferences,
         properties,
@@ -46,6 +48,7 @@ def _modules() -> tuple[ModuleType, ...]:
         panel,
         panel_viewport,
         presets_ui,
+        directing,
         temp_takes,
         runner,
     )

@@ -6,6 +6,7 @@
 - 5.0 moved a movie strip's end retiming key from its last frame to the end of that frame.
 - 4.4 introduced layered actions; 5.0 removed `Action.fcurves`.
 - `UILayout.progress` (4.0+) is used when present, a label otherwise.
+- 5.0 renamed the sequencer's common keymap "SequencerCommon" to "Video Sequence Editor".
 """
 
 from __future__ import annotations
@@ -102,3 +103,11 @@ def draw_progress(layout: bpy.types.UILayout, factor: float, text: str) -> None:
         layout.progress(factor=factor, type="BAR", text=text)
     else:
         layout.label(text=f"{text} ({factor:.0%})")
+
+
+def sequencer_keymap() -> str:
+    """The keymap of the whole Video Sequence Editor (timeline and preview): "SequencerCommon"
+    up to 4.x, "Video Sequence Editor" since 5.0; read from Blender's own keyconfig."""
+    default = bpy.context.window_manager.keyconfigs.default
+    names = default.keymaps.keys() if default else ()
+    return "Video Sequence Editor" if "Video Sequence Editor" in names else "SequencerCommon"

@@ -250,6 +250,7 @@ class TRAJMASTER_OT_regenerate(bpy.types.Operator):
             return {"CANCELLED"}
         if self.new_seed:
             job["sampling"]["seed"] = random.SystemRandom().randint(0, properties.MAX_SEED)
+        (job.get("source") or {}).pop("variation", None)  # a take of its own, not a member of the set
         scene = bpy.data.scenes.get(info.get("scene", "")) or context.scene
         shot = sequencer.Shot(info["shot"], int(info["frame_start"]), int(info["frame_end"]), scene.name)
         try:

@@ -1,13 +1,20 @@
-"""Generations inside Blender: start a job, follow its events from a timer, place the take.
+"""Generations inside Blender: queue jobs, follow their events from a timer, place each take.
 
-The supervisor (supervisor.py, no bpy) owns the backend process; this module is the bpy side.
-In the UI a persistent `bpy.app.timers` callback drains the supervisor's events every 0.1 s
+The executor (executor.py; today the local backend process of supervisor.py, no bpy) makes the
+takes; the job queue (job_queue.py, no bpy) hands jobs over and follows each one's events by
+id; this module is the bpy side: it reserves each take's name (its job file is written before
+anything runs), folds the events into the status the panel draws, and puts each take into the
+sequencer as it finishes. In the UI a persistent `bpy.app.timers` callback polls every 0.1 s
 (microseconds of work per tick; placing a finished take is the only heavier tick). A timer and
 not a modal operator, because Blender cancels modal operators when a file loads. In background
-Blender (`bpy.app.background`: scripts, farms, tests) a job runs to completion synchronously
-through a one-shot `python -m backend generate`.
+Blender (`bpy.app.background`: scripts, farms, tests) the jobs run to completion synchronously,
+one `python -m backend generate` each.
 
-The state of the running job is runtime state, kept here and not in the .blend: undo or a file
+One submission runs at a time: Generate, Regenerate, Generate Variations and Generate All Shots
+are refused while one runs. A submission of several takes is a batch: its progress is takes
+done out of takes queued, with an ETA.
+
+The state of the running jobs is runtime state, kept here and not in the .blend: undo or a file
 load does not rewind it. The texts the panel shows (message, last_error, info) and the findings
 say what they are about (Status.about, set with Status.say); status_scope.py drops each one when
 that is gone (another file, an undone take, a fixed shot) and keeps the findings current.
@@ -27,12 +34,14 @@ from typing import Any
 import bpy
 from bpy.app.handlers import persistent
 
-from . import outputs, preferences, redraw, sequencer
-from .supervisor import ONESHOT, WORKER, BackendUnavailable, Busy, Request, Supervisor, terminal_event
+from . import job_queue, outputs, preferences, redraw, sequencer
+from .executor import Executor, Request
+from .supervisor import ONESHOT, WORKER, Supervisor
 
 TICK_S = 0.1
 # The extension's root, the folder that holds `backend/`: the backend process's working directory.
 EXTENSION_ROOT = Path(__file__).resolve().parent.parent
+BUSY_MESSAGE = "A generation is already running; wait for it to finish or press Cancel."
 
 
 class RunError(RuntimeError):
@@ -40,7 +49,23 @@ class RunError(RuntimeError):
 
 
 @dataclass
+class TakeSpec:
+    """One take to make: a job of `scene`'s shot. `label` says what sets it apart in a batch
+    (a variation's value, the shot's name); `own_sequencer` puts the take into the shot scene's
+    own sequencer (Generate All Shots) rather than the one the user looks at (5.x: the workspace's
+    sequencer scene)."""
+
+    scene: bpy.types.Scene
+    shot: sequencer.Shot
+    job: dict[str, Any]
+    label: str = ""
+    own_sequencer: bool = False
+
+
+@dataclass
 class ActiveJob:
+    """The runner's record of one queued take (the job queue's `data`)."""
+
     job: dict[str, Any]
     job_path: Path
     folder: Path
@@ -49,6 +74,7 @@ class ActiveJob:
     blend_file: str
     loads: int
     started: float = field(default_factory=time.monotonic)
+    own_sequencer: bool = False
 
 
 @dataclass
@@ -57,6 +83,17 @@ class PendingTake:
 
     active: ActiveJob
     result: dict[str, Any]
+
+
+@dataclass
+class QueueEntry:
+    """One take of the running batch, as the panel lists it."""
+
+    key: int
+    name: str
+    label: str
+    state: str  # job_queue's: queued (also: handed over, not started), running, cancelling, done, failed, cancelled
+    fraction: float
 
 
 @dataclass
@@ -74,6 +111,13 @@ class Status:
     findings: list[dict[str, Any]] = field(default_factory=list)
     findings_scene: str = ""
     pending: list[PendingTake] = field(default_factory=list)
+    # The running submission (a batch when jobs_total > 1): what it is, how far, how long left.
+    batch_title: str = ""
+    jobs_done: int = 0
+    jobs_total: int = 0
+    batch_eta_s: float | None = None
+    current_take: str = ""
+    queue: list[QueueEntry] = field(default_factory=list)
     # Main-thread cost of the timer (measured for the docs and benchmarks, shown nowhere).
     max_tick_ms: float = 0.0
     max_place_ms: float = 0.0
@@ -95,15 +139,19 @@ status = Status()
 # and call wait() after each Generate, as the tests do.
 use_worker: bool | None = None
 _supervisor: Supervisor | None = None
-_active: ActiveJob | None = None
+_queue = job_queue.JobQueue()
 _loads = 0
+_cancelling_all = False
+# The batch's outcome, gathered as its jobs end: the takes placed and the errors.
+_placed: list[str] = []
+_errors: list[str] = []
 
 
 def busy() -> bool:
-    return _active is not None
+    return _queue.busy
 
 
-# --- starting --------------------------------------------------------------------------------
+# --- the executor ----------------------------------------------------------------------------
 
 
 def _check_python(python: str) -> None:
@@ -140,39 +188,58 @@ def _supervisor_for(python: str, engine_args: list[str] | tuple[str, ...] = ()) 
     return _supervisor
 
 
-def _strip_names(context: bpy.types.Context, scene: bpy.types.Scene) -> list[str]:
-    from . import compat
-
-    target = compat.sequencer_scene(context, scene)
-    editor = target.sequence_editor
-    return [s.name for s in compat.strips(editor)] if editor else []
-
-
-def submit(context: bpy.types.Context, scene: bpy.types.Scene, shot: sequencer.Shot, job: dict[str, Any]) -> str:
-    """Write the job next to the takes and start it. Returns the take's name. Raises RunError.
-
-    In background Blender this returns when the take is in the sequencer (or raises)."""
-    global _active
-    if busy():
-        raise RunError("A generation is already running; wait for it to finish or press Cancel.")
+def _executor_for(context: bpy.types.Context) -> Executor:
+    """Where the next submission runs. Today the local backend; a TrajMaster server client (a
+    setting in the preferences) is the other executor (executor.py says what it must do)."""
     try:
         python = preferences.backend_python(context)
     except preferences.BackendNotConfigured as exc:
         raise RunError(str(exc)) from None
     _check_python(python)
-    folder, warning = outputs.take_folder(context, shot.name)
+    return _supervisor_for(python, preferences.engine_args(context))
+
+
+def _synchronous(executor: Executor) -> bool:
+    """Background Blender's one-shot backend: submit() returns when every take is placed."""
+    return isinstance(executor, Supervisor) and executor.mode == ONESHOT
+
+
+# --- submitting --------------------------------------------------------------------------------
+
+
+def _take_names(context: bpy.types.Context, scene: bpy.types.Scene, own: bool) -> list[str]:
+    """Names in the sequencer the take goes to: strip names, and the take names behind them
+    (a set's strips are named after their take and what differs)."""
+    from . import compat
+
+    target = scene if own else compat.sequencer_scene(context, scene)
+    editor = target.sequence_editor
+    if editor is None:
+        return []
+    names = []
+    for strip in compat.strips(editor):
+        names.append(strip.name)
+        info = sequencer.take_info(strip)
+        if info and info.get("video"):
+            names.append(Path(str(info["video"])).stem)
+    return names
+
+
+def _reserve(context: bpy.types.Context, spec: TakeSpec) -> tuple[ActiveJob, str | None]:
+    """Write the take's job file under the next free name: the name is the take's from now on."""
+    folder, warning = outputs.take_folder(context, spec.shot.name)
     try:
         outputs.ensure_writable(folder)
     except outputs.OutputError as exc:
         raise RunError(str(exc)) from None
-    names = _strip_names(context, scene)
+    names = _take_names(context, spec.scene, spec.own_sequencer)
+    from . import job_export
+
     for _ in range(100):
-        name = outputs.next_take_name(folder, shot.name, names)
+        name = outputs.next_take_name(folder, spec.shot.name, names)
         path = outputs.job_path(folder, name)
         try:
-            from . import job_export
-
-            job_export.write(job, path)
+            job_export.write(spec.job, path)
             break
         except FileExistsError:
             names.append(name)  # raced with another writer: take the next number
@@ -180,30 +247,82 @@ def submit(context: bpy.types.Context, scene: bpy.types.Scene, shot: sequencer.S
             raise RunError(f"Cannot write the job file {path} ({exc.strerror}); check the output folder.") from None
     else:
         raise RunError(f"Could not find a free take name in {folder}.")
-    supervisor = _supervisor_for(python, preferences.engine_args(context))
-    active = ActiveJob(job, path, folder, name, shot, bpy.data.filepath, _loads)
-    request = Request(job=str(path), out=str(folder), name=name, engine=job["engine"])
+    active = ActiveJob(
+        spec.job, path, folder, name, spec.shot, bpy.data.filepath, _loads, own_sequencer=spec.own_sequencer
+    )
+    return active, warning
+
+
+def submit(context: bpy.types.Context, scene: bpy.types.Scene, shot: sequencer.Shot, job: dict[str, Any]) -> str:
+    """Write the job next to the takes and start it. Returns the take's name. Raises RunError.
+
+    In background Blender this returns when the take is in the sequencer (or raises)."""
+    return submit_batch(context, [TakeSpec(scene, shot, job)])[0]
+
+
+def submit_batch(context: bpy.types.Context, specs: list[TakeSpec], title: str = "") -> list[str]:
+    """Reserve every take's name (job files written), queue them in order, start the first.
+    Returns the take names. Raises RunError, leaving no job file behind.
+
+    In background Blender this returns when every take has run: it raises RunError when any
+    failed (the others are placed)."""
+    global _cancelling_all
+    if busy():
+        raise RunError(BUSY_MESSAGE)
+    if not specs:
+        raise RunError("There is nothing to generate.")
+    executor = _executor_for(context)
+    reserved: list[ActiveJob] = []
+    warnings: list[str] = []
     try:
-        supervisor.submit(request)
-    except (BackendUnavailable, Busy) as exc:
-        _remove(path)
-        raise RunError(str(exc)) from None
-    _active = active
+        for spec in specs:
+            active, warning = _reserve(context, spec)
+            reserved.append(active)
+            if warning and warning not in warnings:
+                warnings.append(warning)
+    except RunError:
+        for active in reserved:
+            _remove(active.job_path)
+        raise
+    _queue.executor = executor
+    _queue.add(
+        [
+            job_queue.QueuedJob(
+                Request(job=str(a.job_path), out=str(a.folder), name=a.name, engine=a.job["engine"]),
+                label=spec.label,
+                data=a,
+            )
+            for a, spec in zip(reserved, specs, strict=True)
+        ]
+    )
+    failed = _queue.pump()
+    if failed:  # the executor cannot run anything: nothing was started
+        for job in _queue.jobs:
+            _remove(job.data.job_path)
+        _queue.jobs.clear()
+        raise RunError(str(failed[0][1].get("message") or "The backend could not be started."))
+    _cancelling_all = False
+    _placed.clear()
+    _errors.clear()
     status.state, status.stage, status.message = "running", "starting", "Starting the backend"
     status.step = status.total = 0
     status.fraction, status.eta_s = 0.0, None
     status.last_error = ""
-    status.say("info", warning or "", "unsaved")
-    if supervisor.mode == ONESHOT:
-        _log(f"generating {name} ({job['engine']}) into {folder}")
-        _run_to_end(supervisor, context)
+    status.say("info", warnings[0] if warnings else "", "unsaved")  # one folder's is enough
+    status.batch_title = title
+    _sync_status()
+    names = [a.name for a in reserved]
+    if _synchronous(executor):
+        for a in reserved:
+            _log(f"generating {a.name} ({a.job['engine']}) into {a.folder}")
+        _run_to_end(context)
     else:
         _ensure_timer()
-    return name
+    return names
 
 
 def wait(timeout: float | None = None) -> None:
-    """Block until the running generation ends, ticking as the UI's timer does (scripts, tests)."""
+    """Block until the running jobs end, ticking as the UI's timer does (scripts, tests)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while busy():
         tick()
@@ -213,92 +332,140 @@ def wait(timeout: float | None = None) -> None:
             time.sleep(TICK_S / 2)
 
 
-def _run_to_end(supervisor: Supervisor, context: bpy.types.Context) -> None:
-    """Background Blender: follow the job until it ends, then raise unless a take was placed."""
-    end = None
-    while end is None:
-        events = supervisor.poll()
-        _handle(events, context)
-        end = terminal_event(events)
-        if end is None:
-            if not supervisor.busy:
-                break
+def _run_to_end(context: bpy.types.Context) -> None:
+    """Background Blender: follow the jobs until they end, then raise unless every take was placed."""
+    while busy():
+        _handle(_queue.poll(), context)
+        if busy():
             time.sleep(0.05)
-    if end is None or end["event"] != "result" or status.last_error:
+    if status.last_error or len(_placed) < len(_queue.jobs):
         raise RunError(status.last_error or status.message or "The generation did not finish.")
 
 
-def cancel() -> bool:
-    if _supervisor is None or not busy():
+def cancel(key: int | None = None) -> bool:
+    """Cancel one take of the queue (`key`, from status.queue) or all of them. Takes that have
+    not started end at once (their job files removed); a running one stops at its next step."""
+    global _cancelling_all
+    if not busy():
         return False
-    if _supervisor.cancel():
+    if key is None:
+        _cancelling_all = True
+    elif _queue.get(key) is None or _queue.get(key).ended:
+        return False
+    _handle(_queue.cancel(key))
+    _sync_status()
+    if busy() and key is None:
         status.state, status.message = "cancelling", "Cancelling"
-        return True
-    return False
+    return True
 
 
 # --- events ----------------------------------------------------------------------------------
 
 
-def _handle(events: list[dict[str, Any]], context: bpy.types.Context | None = None) -> bool:
-    """Fold events into the status; place the take on `result`. True when something changed."""
-    global _active
-    for event in events:
+def _handle(pairs: list[tuple[job_queue.QueuedJob, dict[str, Any]]], context: bpy.types.Context | None = None) -> bool:
+    """Fold events into the status; place each take on its `result`. True when something changed."""
+    for job, event in pairs:
         kind = event.get("event")
-        if kind == "stage":
-            status.stage, status.message = str(event.get("stage", "")), str(event.get("message", ""))
-            status.step = status.total = 0
-            status.fraction, status.eta_s = 0.0, None
-            if bpy.app.background:
-                _log(status.message)
-        elif kind == "progress":
-            status.stage = str(event.get("stage", status.stage))
-            status.step, status.total = int(event.get("step", 0)), int(event.get("total", 0))
-            status.fraction = float(event.get("fraction", 0.0))
-            status.eta_s = event.get("eta_s")
-        elif kind == "heartbeat":
-            status.stage = str(event.get("stage", status.stage))
+        active: ActiveJob = job.data
+        if kind == "stage" and bpy.app.background:
+            _log(f"{active.name}: {event.get('message', '')}")
         elif kind == "warning":
-            _add_backend_warning(event)
-        elif kind in ("result", "error", "cancelled"):
-            active, _active = _active, None
+            _add_backend_warning(active, event)
+        elif kind in job_queue.TERMINAL:
             _finish(kind, event, active, context)
-    return bool(events)
+    if pairs:
+        _sync_status()
+    return bool(pairs)
 
 
-def _add_backend_warning(event: dict[str, Any]) -> None:
-    if _active is None or _active.loads != _loads:
-        return  # no job, or a job of a file that is no longer open
+def _sync_status() -> None:
+    """The panel's view of the queue: the running take's progress, the batch's counts and ETA."""
+    progress = _queue.progress()
+    status.jobs_done, status.jobs_total = progress.done, progress.total
+    status.batch_eta_s = progress.eta_s
+    status.queue = [QueueEntry(j.key, j.name, j.label, _shown_state(j), j.fraction) for j in _queue.jobs]
+    current = progress.current
+    if _queue.busy:
+        status.state = "cancelling" if _cancelling_all else "running"
+        if current is not None:
+            status.current_take = current.name
+            if current.stage:
+                status.stage = current.stage
+                status.message = "Cancelling" if _cancelling_all else current.message or status.message
+            status.step, status.total = current.step, current.total
+            status.fraction, status.eta_s = current.fraction, current.eta_s
+        return
+    status.state, status.stage = "idle", ""
+    status.eta_s = status.batch_eta_s = None
+    status.current_take = ""
+    _summarize(progress)
+
+
+def _shown_state(job: job_queue.QueuedJob) -> str:
+    """A job handed to the worker that has not started yet waits there: queued, for the user."""
+    return job_queue.QUEUED if job.state == job_queue.RUNNING and job.started_at is None else job.state
+
+
+def _summarize(progress: job_queue.Progress) -> None:
+    """The message and error once every job of the submission has ended."""
+    if progress.total <= 1:
+        return  # one take: _finish() already said how it ended
+    if _errors:
+        failed = len(_errors)
+        status.last_error = _errors[0] if failed == 1 else f"{failed} of {progress.total} takes failed; {_errors[0]}"
+    parts = []
+    if _placed:
+        parts.append(f"Added {len(_placed)} take{'s' if len(_placed) > 1 else ''}")
+    if progress.cancelled:
+        parts.append(f"{progress.cancelled} cancelled")
+    if progress.failed:
+        parts.append(f"{progress.failed} failed")
+    if not _placed and progress.cancelled == progress.total:
+        status.message = "Cancelled; no video was written."
+    else:
+        status.message = ", ".join(parts) if parts else "Done"
+    status.fraction = 1.0 if _placed else 0.0
+    if bpy.app.background:
+        _log(status.message)
+
+
+def _add_backend_warning(active: ActiveJob, event: dict[str, Any]) -> None:
+    if active.loads != _loads:
+        return  # a job of a file that is no longer open
+    if status.findings_scene not in ("", active.shot.scene):
+        return  # the panel shows another scene's findings (Generate All Shots lists them up front)
     key = (event.get("code"), event.get("entity"))
     if any((f.get("code"), f.get("entity")) == key for f in status.findings):
         return  # the add-on's own checks already listed it
     status.findings.append({"code": event.get("code"), "message": event.get("message", ""), "entity": key[1]})
-    status.findings_scene = _active.shot.scene
+    status.findings_scene = active.shot.scene
 
 
-def _finish(kind: str, event: dict[str, Any], active: ActiveJob | None, context: bpy.types.Context | None) -> None:
-    status.state, status.stage = "idle", ""
-    status.eta_s = None
-    if active is None:
-        return
+def _finish(kind: str, event: dict[str, Any], active: ActiveJob, context: bpy.types.Context | None) -> None:
+    single = len(_queue.jobs) <= 1
     if kind == "result":
-        status.fraction = 1.0
+        if single:
+            status.fraction = 1.0
         _place(active, event, context or bpy.context)
         return
     _remove(active.job_path)  # the job file of a take that does not exist
     if kind == "cancelled":
-        status.message = str(event.get("message") or "Cancelled; no video was written.")
-        status.fraction = 0.0
-        if bpy.app.background:
-            _log(status.message)
+        if single:
+            status.message = str(event.get("message") or "Cancelled; no video was written.")
+            status.fraction = 0.0
+            if bpy.app.background:
+                _log(status.message)
         return
     message = str(event.get("message") or "The generation failed.")
     hint = event.get("hint")
-    status.last_error = message + (f" {hint}" if hint and hint not in message else "")
-    status.message = "Failed"
-    status.fraction = 0.0
+    text = message + (f" {hint}" if hint and hint not in message else "")
+    _errors.append(text if single else f"{active.name}: {text}")
+    status.last_error = _errors[-1]  # said at once; a batch sums its errors up when it ends
+    if single:
+        status.message = "Failed"
+        status.fraction = 0.0
     if bpy.app.background:
-        _log(f"error: {status.last_error}")
+        _log(f"error: {active.name}: {text}")
 
 
 def _place(active: ActiveJob, result: dict[str, Any], context: bpy.types.Context) -> None:
@@ -308,20 +475,34 @@ def _place(active: ActiveJob, result: dict[str, Any], context: bpy.types.Context
     if scene is None or not same_file:
         status.pending.append(PendingTake(active, result))
         status.message = "Take ready"
+        waiting = len(status.pending)
         status.say(
             "info",
             f"The take {result.get('name')} finished after another file was opened; it is saved at "
-            f"{result.get('video')}. Press Add Finished Take to put it into this file's sequencer.",
+            f"{result.get('video')}. Press Add Finished Take to put it into this file's sequencer."
+            if waiting == 1
+            else f"{waiting} takes finished after another file was opened; they are saved in their take folders. "
+            "Press Add Finished Take to put each into this file's sequencer.",
             "pending",
         )
         return
+    into = None
+    if active.own_sequencer:
+        into = scene  # Generate All Shots: each shot's take in its own scene, shots never stack in one edit
+        if scene == context.scene:
+            from . import compat
+
+            # 5.x: a workspace without a sequencer scene shows this one's, as after Generate.
+            compat.sequencer_scene(context, scene, claim=True)
     try:
-        strip = sequencer.add_take(context, scene, active.shot, result, active.job, str(active.job_path))
+        strip = sequencer.add_take(context, scene, active.shot, result, active.job, str(active.job_path), into=into)
     except sequencer.TakeError as exc:
+        _errors.append(str(exc))
         status.last_error = str(exc)
         status.message = "Failed"
         return
     status.last_take = str(result.get("name", ""))
+    _placed.append(status.last_take)
     # About that strip: an undo (or deleting it) takes the message away with it.
     status.say("message", f"Added {status.last_take}", "take", strip.id_data.name, strip.name)
     _undo_push(f"Add take {status.last_take}")
@@ -364,15 +545,12 @@ def place_pending(context: bpy.types.Context, scene: bpy.types.Scene) -> str:
 def tick() -> float | None:
     """The timer: drain events, update the panel. Returns None (stop) when nothing runs."""
     t0 = time.perf_counter()
-    if _supervisor is None:
+    if not busy():
         return None
     try:
-        changed = _handle(_supervisor.poll())
+        changed = _handle(_queue.poll())
     except Exception as exc:  # a bug here must not leave the timer dead and the UI stuck
-        global _active
-        _active = None
-        status.state, status.message = "idle", "Failed"
-        status.last_error = f"The add-on failed while following the backend ({type(exc).__name__}: {exc})."
+        _abandon(f"The add-on failed while following the backend ({type(exc).__name__}: {exc}).")
         changed = True
     if changed:
         _redraw(placed=status.last_take_at >= t0)
@@ -380,6 +558,18 @@ def tick() -> float | None:
     if status.last_take_at < t0:
         status.max_tick_ms = max(status.max_tick_ms, (time.perf_counter() - t0) * 1000)
     return TICK_S if busy() else None
+
+
+def _abandon(message: str) -> None:
+    """Stop following every job (the backend is asked to cancel them) and say why."""
+    if _queue.executor is not None:
+        _queue.executor.cancel()
+    for job in _queue.active():
+        _remove(job.data.job_path)
+        job.state = job_queue.CANCELLED
+    status.state, status.message = "idle", "Failed"
+    status.last_error = message
+    status.queue = []
 
 
 def _ensure_timer() -> None:
@@ -412,15 +602,18 @@ def findings_for(scene: bpy.types.Scene) -> list[dict[str, Any]]:
 
 
 def shutdown() -> None:
-    """Stop the backend process and forget the running job (unregister, quit)."""
-    global _supervisor, _active
+    """Stop the backend process and forget the queued jobs (unregister, quit): their job files
+    are removed, as no take will come of them."""
+    global _supervisor
     if _supervisor is not None:
         _supervisor.stop()
         _supervisor = None
-    if _active is not None:
-        _remove(_active.job_path)
-        _active = None
+    for job in _queue.active():
+        _remove(job.data.job_path)
+        job.state = job_queue.CANCELLED
+    _queue.executor = None
     status.state = "idle"
+    status.queue = []
 
 
 def worker_pid() -> int | None:

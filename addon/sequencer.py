@@ -3,7 +3,9 @@
 A take spans exactly the shot's frames: the 49-frame, 8 fps clip is retimed with Blender's own
 retiming keys so that clip frame j shows at scene time start + (end - start) * j / 48, the
 instant the model rendered it for (backend.timeplan). Takes of a shot stack upwards, one
-channel above the previous take; the newest plays and the earlier ones are muted.
+channel above the previous take; the newest plays and the earlier ones are muted. A variation
+set (directing/variations.py) takes consecutive channels in its own order, each strip named
+after its take and what differs; the set's first take plays.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import bpy
 
 from ..backend import takes, timeplan
 from . import compat
+from .directing import variations
 
 TAKE_PROP = "trajmaster"
 MAX_CHANNEL = 128
+LABEL_SEPARATOR = " \u00b7 "  # a middle dot: "Scene_take_005 · LoRA 0.30"
 
 
 class TakeError(RuntimeError):
@@ -114,16 +118,21 @@ def add_take(
     result: dict[str, Any],
     job: dict[str, Any],
     job_path: str,
+    *,
+    into: bpy.types.Scene | None = None,
 ) -> Any:
-    """Put a finished take into the sequencer of `scene` (5.x: its sequencer scene)."""
-    target = compat.sequencer_scene(context, scene, claim=True)
+    """Put a finished take into the sequencer of `scene` (5.x: its sequencer scene), or of `into`."""
+    target = into or compat.sequencer_scene(context, scene, claim=True)
     editor = target.sequence_editor or target.sequence_editor_create()
     earlier = shot_takes(editor, shot.name)
-    above = max((s.channel for s in earlier), default=0)
     start, end = shot.frame_start, shot.frame_end
-    channel = free_channel(editor, start, end + 1, above)
+    variation = variations.of_job(job)
+    channel, play = _placement(editor, earlier, variation, start, end)
     video = str(result["video"])
     name = str(result.get("name") or Path(video).stem)
+    # A strip has no label of its own: a set's takes say what differs in their names, after the
+    # take's name (which stays its start, as in the take folder).
+    strip_name = f"{name}{LABEL_SEPARATOR}{variation['label']}" if variation and variation.get("label") else name
     filepath = video
     if bpy.data.filepath:
         try:
@@ -133,7 +142,7 @@ def add_take(
     try:
         # Given the final path here: setting strip.filepath afterwards would open the movie a second
         # time (about 10 ms on the timer tick that places the take).
-        strip = compat.strips(editor).new_movie(name=name, filepath=filepath, channel=channel, frame_start=start)
+        strip = compat.strips(editor).new_movie(name=strip_name, filepath=filepath, channel=channel, frame_start=start)
     except RuntimeError as exc:
         raise TakeError(f"Blender could not open the take {video} ({exc}); the file may be damaged.") from None
     try:
@@ -141,11 +150,37 @@ def add_take(
     except BaseException:
         compat.strips(editor).remove(strip)
         raise
-    for other in earlier:
-        other.mute = True
-    strip.mute = False
+    if play:
+        for other in earlier:
+            other.mute = True
+    strip.mute = not play
     strip[TAKE_PROP] = take_properties(shot, result, job, job_path)
     return strip
+
+
+def _placement(
+    editor: bpy.types.SequenceEditor, earlier: list[Any], variation: dict[str, Any] | None, start: int, end: int
+) -> tuple[int, bool]:
+    """(channel, plays) for a new take: above the shot's previous takes and playing; a variation
+    in its set's run of channels, playing only if it is the set's first take so far."""
+
+    def free(channel: int) -> bool:
+        return _channel_free(editor, channel, start, end + 1)
+
+    if variation is None:
+        return free_channel(editor, start, end + 1, max((s.channel for s in earlier), default=0)), True
+    members = [(s, take_info(s)) for s in earlier]
+    same_set = [(int(i.get("variation_index", 0)), s.channel) for s, i in members if _in_set(i, variation)]
+    others = [s.channel for s, i in members if not _in_set(i, variation)]
+    index, count = int(variation.get("index", 0)), int(variation.get("count", 1))
+    channel = variations.set_channel(same_set, index, count, max(others, default=0), free, MAX_CHANNEL)
+    if channel is None:
+        channel = free_channel(editor, start, end + 1, max((s.channel for s in earlier), default=0))
+    return channel, variations.plays([i for i, _ in same_set], index)
+
+
+def _in_set(info: dict[str, Any] | None, variation: dict[str, Any]) -> bool:
+    return bool(info) and info.get("variation_set") == variation.get("set")
 
 
 def take_properties(shot: Shot, result: dict[str, Any], job: dict[str, Any], job_path: str) -> dict[str, Any]:
@@ -175,6 +210,22 @@ def take_properties(shot: Shot, result: dict[str, Any], job: dict[str, Any], job
         "entities": json.dumps(
             [{"name": e["name"], "prompt": e["prompt"], "forward_axis": e.get("forward_axis")} for e in job["entities"]]
         ),
+        **variation_properties(job),
+    }
+
+
+def variation_properties(job: dict[str, Any]) -> dict[str, Any]:
+    """The job's variation record (directing/variations.py) as strip properties; none for a plain take."""
+    variation = variations.of_job(job)
+    if variation is None:
+        return {}
+    return {
+        "variation_set": str(variation["set"]),
+        "variation_index": int(variation.get("index", 0)),
+        "variation_count": int(variation.get("count", 1)),
+        "variation_varies": str(variation.get("varies", "")),
+        "variation_value": float(variation.get("value", 0.0)),
+        "variation_label": str(variation.get("label", "")),
     }
 
 

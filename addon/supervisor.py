@@ -1,9 +1,11 @@
-"""The backend process, seen from Blender: start it, feed it one job, read its events, stop it.
+"""The backend process, seen from Blender: start it, feed it jobs, read their events, stop it.
 
 No bpy here (state is passed in), so this is tested without Blender (tests/test_supervisor.py).
 The process is `python -m backend serve` (the worker, kept alive between jobs so the model loads
-once) or, for background Blender, one `python -m backend generate` per job. Arguments are a list
-and never go through a shell; the prompts travel inside the job file.
+once; it runs the jobs it is sent one after another, in order) or, for background Blender, one
+`python -m backend generate` per job. Arguments are a list and never go through a shell; the
+prompts travel inside the job file. It is the local executor of executor.py: the job queue
+(job_queue.py) follows each job's events by id.
 
 Reading is non-blocking for the caller: one thread per pipe feeds a queue (stdout) or a bounded
 tail (stderr), and poll() only drains what has arrived. That keeps Blender's timer tick to
@@ -28,11 +30,14 @@ from typing import Any
 
 from ..backend import events as protocol
 from . import env_setup
+from .executor import TERMINAL, BackendUnavailable, Busy, Request, terminal_event
+from .executor import event as _event
+
+__all__ = ["ONESHOT", "TERMINAL", "WORKER", "BackendUnavailable", "Busy", "Request", "Supervisor", "terminal_event"]
 
 WORKER = "worker"
 ONESHOT = "oneshot"
 
-TERMINAL = ("result", "error", "cancelled")
 # About the process, not a job: the supervisor consumes these itself.
 PROCESS_EVENTS = ("hello", "ready", "bye")
 
@@ -40,43 +45,17 @@ PROCESS_EVENTS = ("hello", "ready", "bye")
 STDERR_TAIL = 200
 # Non-event lines on stdout tolerated before the process is declared not to be our backend.
 GARBAGE_LIMIT = 50
-
-
-class BackendUnavailable(RuntimeError):
-    """The backend cannot be started at all (missing interpreter, not executable)."""
-
-
-class Busy(RuntimeError):
-    """A job is already running; one at a time."""
+# Jobs handed to the worker at once: the one it runs and the next, queued in the worker itself so
+# that it starts without waiting for Blender's timer. The rest wait in the add-on's queue, where a
+# cancel is instant (a job queued in the worker is only confirmed cancelled when its turn comes).
+WORKER_CAPACITY = 2
 
 
 @dataclass
-class Request:
-    """One generation, as the backend's `generate` takes it."""
-
-    job: str
-    out: str
-    name: str | None = None
-    png: bool = False
-    engine: str | None = None
-
-    def cli_args(self) -> list[str]:
-        args = ["generate", self.job, "--out", self.out]
-        if self.name:
-            args += ["--name", self.name]
-        if self.png:
-            args.append("--png")
-        if self.engine:
-            args += ["--engine", self.engine]
-        return args
-
-    def worker_line(self, job_id: str) -> dict[str, Any]:
-        line: dict[str, Any] = {"op": "generate", "id": job_id, "job": self.job, "out": self.out, "png": self.png}
-        if self.name:
-            line["name"] = self.name
-        if self.engine:
-            line["engine"] = self.engine
-        return line
+class _Job:
+    id: str
+    request: Request
+    cancel_at: float | None = None  # when a cancel was asked
 
 
 @dataclass
@@ -113,11 +92,17 @@ def _read_stderr(stream: Any, tail: collections.deque, lock: threading.Lock) -> 
 
 
 class Supervisor:
-    """Owns at most one backend process and at most one job in it.
+    """Owns at most one backend process and the jobs sent to it.
 
-    poll() returns the job's events in protocol form (dicts with "event"), plus events it makes
-    up itself when the backend fails to say how the job ended: an `error` with code
-    `backend_crashed`, `backend_garbage` or `backend_silent`, or a `cancelled` after a kill.
+    poll() returns the jobs' events in protocol form (dicts with "event"), each stamped with its
+    job's id ("job"), plus events it makes up itself when the backend fails to say how a job
+    ended: an `error` with code `backend_crashed`, `backend_garbage` or `backend_silent` (for
+    every job the process held), or a `cancelled` after a kill.
+
+    The worker serves its jobs in the order they were sent, so the oldest unfinished job is the
+    one running (the head). A cancelled job that has not ended `cancel_grace_s` after it was
+    cancelled *and* became the head is ended with the process; the other jobs the process held,
+    not cancelled, are sent again to a new worker (a cancel never loses another take).
     """
 
     def __init__(
@@ -130,6 +115,7 @@ class Supervisor:
         cancel_grace_s: float = 10.0,
         hello_timeout_s: float = 60.0,
         engine_args: list[str] | tuple[str, ...] = (),
+        capacity: int | None = None,
     ):
         if mode not in (WORKER, ONESHOT):
             raise ValueError(f"mode must be {WORKER!r} or {ONESHOT!r}")
@@ -143,20 +129,29 @@ class Supervisor:
         # to every `generate`: they are per process, not per job, so changing them means a new
         # Supervisor (runner._supervisor_for compares them).
         self.engine_args = tuple(engine_args)
+        # How many jobs the job queue hands over at once (executor.py); one process runs one job.
+        self.capacity = 1 if mode == ONESHOT else (capacity or WORKER_CAPACITY)
+        self.parallel = 1  # one process runs one job at a time
         self._proc: _Process | None = None
-        self._job_id: str | None = None
-        self._cancel_deadline: float | None = None
+        self._jobs: dict[str, _Job] = {}  # in the order sent: the first one is running
+        self._head_since = 0.0
         self._ids = itertools.count(1)
 
     # --- state ------------------------------------------------------------------------------
 
     @property
     def busy(self) -> bool:
-        return self._job_id is not None
+        return bool(self._jobs)
 
     @property
     def job_id(self) -> str | None:
-        return self._job_id
+        """The job running now (the oldest one not finished)."""
+        return next(iter(self._jobs), None)
+
+    @property
+    def job_ids(self) -> list[str]:
+        """Every job not finished, in the order the process serves them."""
+        return list(self._jobs)
 
     @property
     def running(self) -> bool:
@@ -239,33 +234,47 @@ class Supervisor:
             self._proc = self._spawn(["serve", *self.engine_args])
 
     def submit(self, request: Request) -> str:
-        """Start a job; returns its id. Raises Busy or BackendUnavailable."""
-        if self.busy:
+        """Start a job (the worker queues it behind the ones it has); returns its id. Raises
+        BackendUnavailable, or Busy when a one-shot process is already running a job."""
+        if self.mode == ONESHOT and self.busy:
             raise Busy("A generation is already running; wait for it to finish or cancel it.")
         job_id = f"job-{os.getpid()}-{next(self._ids)}"
         if self.mode == WORKER:
             self.start()
-            self._job_id = job_id
+            self._add(job_id, request)
             self._send(request.worker_line(job_id))
         else:
             self._reap()
             self._proc = self._spawn([*request.cli_args(), *self.engine_args])
-            self._job_id = job_id
-        self._cancel_deadline = None
+            self._add(job_id, request)
         return job_id
 
-    def cancel(self) -> bool:
-        """Ask the running job to stop at its next step; it is killed if it has not after the
-        grace period. Returns False when there was nothing to cancel."""
-        if not self.busy or self._proc is None:
+    def _add(self, job_id: str, request: Request) -> None:
+        if not self._jobs:
+            self._head_since = time.monotonic()
+        self._jobs[job_id] = _Job(job_id, request)
+
+    def _forget(self, job_id: str) -> None:
+        head = self.job_id
+        self._jobs.pop(job_id, None)
+        if job_id == head:
+            self._head_since = time.monotonic()
+
+    def cancel(self, job_id: str | None = None) -> bool:
+        """Ask a job (None: every job) to stop: the running one at its next step, a queued one
+        without running. A job that has not ended after the grace period is ended with the
+        process. Returns False when there was nothing to cancel."""
+        if self._proc is None:
             return False
-        if self._cancel_deadline is None:
-            self._cancel_deadline = time.monotonic() + self.cancel_grace_s
-            if self.mode == WORKER:
-                self._send({"op": "cancel", "id": self._job_id})
-            else:
-                self._interrupt()
-        return True
+        jobs = list(self._jobs.values()) if job_id is None else [self._jobs[job_id]] if job_id in self._jobs else []
+        for job in jobs:
+            if job.cancel_at is None:
+                job.cancel_at = time.monotonic()
+                if self.mode == WORKER:
+                    self._send({"op": "cancel", "id": job.id})
+                else:
+                    self._interrupt()
+        return bool(jobs)
 
     def _interrupt(self) -> None:
         try:
@@ -277,7 +286,12 @@ class Supervisor:
             pass
 
     def stop(self, timeout: float = 3.0) -> None:
-        """End the backend process (shutdown request, then terminate, then kill). Idempotent."""
+        """End the backend process (shutdown request, then terminate, then kill) and forget its
+        jobs, with no event. Idempotent."""
+        self._end_process(timeout)
+        self._jobs.clear()
+
+    def _end_process(self, timeout: float) -> None:
         proc = self._proc
         if proc is None:
             return
@@ -293,8 +307,6 @@ class Supervisor:
                 self._interrupt()
             _wait_or_kill(proc.popen, timeout)
         self._reap()
-        self._job_id = None
-        self._cancel_deadline = None
 
     def _reap(self) -> None:
         proc = self._proc
@@ -348,14 +360,19 @@ class Supervisor:
             proc.hello = True
         if not self.busy or kind in PROCESS_EVENTS:
             return
-        if self.mode == WORKER and event.get("job") not in (None, self._job_id):
-            return  # a late event of a job we already gave up on
-        if self.mode == WORKER and kind == "error" and event.get("job") is None and event.get("code") == "bad_request":
-            return  # about a line we sent outside a job; not this job's outcome
-        out.append(event)
+        if self.mode == WORKER:
+            job_id = event.get("job")
+            if job_id is None and kind == "error" and event.get("code") == "bad_request":
+                return  # about a line we sent outside a job; not a job's outcome
+            if job_id is None:
+                job_id = self.job_id  # said outside a job while the worker runs the head job
+            elif job_id not in self._jobs:
+                return  # a late event of a job we already gave up on
+        else:
+            job_id = self.job_id  # one process, one job
+        out.append({**event, "job": job_id})
         if kind in TERMINAL:
-            self._job_id = None
-            self._cancel_deadline = None
+            self._forget(job_id)
             if self.mode == ONESHOT:
                 _wait_or_kill(proc.popen, 5.0)
                 self._reap()
@@ -378,8 +395,6 @@ class Supervisor:
             if not self.busy:
                 self._reap()  # a worker that died between jobs is restarted by the next submit()
                 return []
-            if self._cancel_deadline is not None:
-                return self._end("cancelled", message="Cancelled; no video was written.")
             if proc.garbage and not proc.hello:
                 return self._fail(
                     "backend_garbage",
@@ -389,9 +404,9 @@ class Supervisor:
             return self._fail("backend_crashed", self._crash_message(code))
         if not self.busy:
             return []
-        if self._cancel_deadline is not None and now > self._cancel_deadline:
-            self.stop(timeout=1.0)
-            return [_event("cancelled", message="Cancelled; the backend did not stop in time and was ended.")]
+        head = self._jobs[self.job_id]
+        if head.cancel_at is not None and now > max(head.cancel_at, self._head_since) + self.cancel_grace_s:
+            return self._kill_head()
         if not proc.hello and now - proc.started > self.hello_timeout_s:
             return self._fail(
                 "backend_silent",
@@ -408,16 +423,41 @@ class Supervisor:
         return f"The backend stopped unexpectedly ({how}) before finishing the take.{detail}"
 
     def _fail(self, code: str, message: str) -> list[dict[str, Any]]:
+        """The process failed: every job it held ends (a cancelled one as cancelled), the first with
+        the stderr tail."""
         tail = self.stderr_tail(20)
+        jobs = list(self._jobs.values())
         self.stop(timeout=1.0)
-        return [_event("error", code=code, message=message, exit_code=1, stderr_tail=tail)]
+        out = []
+        for job in jobs:
+            if job.cancel_at is not None:
+                out.append(_event("cancelled", job=job.id, message="Cancelled; no video was written."))
+            else:
+                out.append(_event("error", job=job.id, code=code, message=message, exit_code=1, stderr_tail=tail))
+        return out
 
-    def _end(self, kind: str, **fields: Any) -> list[dict[str, Any]]:
+    def _kill_head(self) -> list[dict[str, Any]]:
+        """The running job was cancelled and did not stop in time: end the process. The jobs it
+        had queued that nobody cancelled go to a new worker, under the same ids."""
+        jobs = list(self._jobs.values())
         self.stop(timeout=1.0)
-        return [_event(kind, **fields)]
+        ended = "Cancelled; the backend did not stop in time and was ended."
+        out = [_event("cancelled", job=jobs[0].id, message=ended)]
+        for job in jobs[1:]:
+            if job.cancel_at is not None:
+                out.append(_event("cancelled", job=job.id, message="Cancelled; no video was written."))
+                continue
+            try:
+                self.start()
+            except BackendUnavailable as exc:
+                out.append(_event("error", job=job.id, code="backend_crashed", message=str(exc), exit_code=1))
+                continue
+            self._add(job.id, job.request)
+            self._send(job.request.worker_line(job.id))
+        return out
 
     def wait(self, timeout: float | None = None, interval: float = 0.05) -> list[dict[str, Any]]:
-        """Block until the running job ends (background Blender); returns all its events."""
+        """Block until every job has ended (background Blender); returns all their events."""
         deadline = None if timeout is None else time.monotonic() + timeout
         events: list[dict[str, Any]] = []
         while self.busy:
@@ -429,10 +469,6 @@ class Supervisor:
                 deadline = None
             time.sleep(interval)
         return events
-
-
-def _event(kind: str, **fields: Any) -> dict[str, Any]:
-    return {"event": kind, "protocol": protocol.PROTOCOL, "time": round(time.time(), 3), **fields}
 
 
 def _wait_or_kill(popen: subprocess.Popen, timeout: float) -> None:
@@ -449,8 +485,3 @@ def _wait_or_kill(popen: subprocess.Popen, timeout: float) -> None:
         pass
     popen.kill()
     popen.wait()
-
-
-def terminal_event(events: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The event that ended a job, if it is among `events`."""
-    return next((e for e in reversed(events) if e.get("event") in TERMINAL), None)

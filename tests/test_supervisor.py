@@ -139,14 +139,29 @@ def test_worker_serves_two_jobs_in_one_process_then_stops(tmp_path, stopper):
     assert sup.pid is None
 
 
-def test_second_submit_while_busy_is_refused(tmp_path, stopper):
-    slow = WORKER_OK.replace('emit("stage"', 'time.sleep(1.0); emit("stage"')
+def test_worker_takes_several_jobs_and_reports_each_by_id_in_order(tmp_path, stopper):
+    slow = WORKER_OK.replace('emit("stage"', 'time.sleep(0.3); emit("stage"')
     sup = sv.Supervisor(sys.executable, fake_backend(tmp_path, slow))
     stopper(sup)
-    sup.submit(sv.Request(job="a.json", out=str(tmp_path)))
+    ids = [sup.submit(sv.Request(job=f"{k}.json", out=str(tmp_path), name=f"take_{k}")) for k in range(3)]
+    assert len(set(ids)) == 3 and sup.job_ids == ids and sup.job_id == ids[0]
+    events = drain(sup)
+    assert all(e["job"] in ids for e in events)
+    results = [e for e in events if e["event"] == "result"]
+    assert [(e["job"], e["name"]) for e in results] == [(ids[k], f"take_{k}") for k in range(3)]
+    for job_id in ids:
+        kinds = [e["event"] for e in events if e["job"] == job_id]
+        assert kinds == ["stage", "progress", "progress", "progress", "result"], (job_id, kinds)
+
+
+def test_oneshot_refuses_a_second_job_while_busy(tmp_path, stopper):
+    sup = sv.Supervisor(sys.executable, fake_backend(tmp_path, ONESHOT), mode=sv.ONESHOT)
+    stopper(sup)
+    assert sup.capacity == 1
+    sup.submit(sv.Request(job="a.json", out=str(tmp_path), name="a"))
     with pytest.raises(sv.Busy, match="already running"):
-        sup.submit(sv.Request(job="b.json", out=str(tmp_path)))
-    assert drain(sup)[-1]["event"] == "result"
+        sup.submit(sv.Request(job="b.json", out=str(tmp_path), name="b"))
+    assert sv.terminal_event(sup.wait(timeout=10))["event"] == "result"
 
 
 def test_poll_returns_at_once_while_the_backend_is_silent(tmp_path, stopper):
@@ -312,6 +327,72 @@ def test_cancel_kills_a_worker_that_does_not_stop_in_time(tmp_path, stopper):
     assert end["event"] == "cancelled" and "did not stop in time" in end["message"]
     assert not pid_alive(pid)
     assert sup.cancel() is False
+
+
+def test_crash_ends_every_job_the_worker_held(tmp_path, stopper):
+    crash = """
+    emit("hello", pid=os.getpid(), version="fake", engine=None)
+    first = json.loads(sys.stdin.readline())
+    second = json.loads(sys.stdin.readline())
+    emit("progress", stage="sampling", step=1, total=50, fraction=0.02, eta_s=None, job=first["id"])
+    sys.stderr.write("Segmentation fault in the GPU driver\\n")
+    sys.stderr.flush()
+    os._exit(139)
+    """
+    sup = sv.Supervisor(sys.executable, fake_backend(tmp_path, crash))
+    stopper(sup)
+    first = sup.submit(sv.Request(job="a.json", out=str(tmp_path)))
+    second = sup.submit(sv.Request(job="b.json", out=str(tmp_path)))
+    events = drain(sup)
+    ends = {e["job"]: e for e in events if e["event"] in sv.TERMINAL}
+    assert set(ends) == {first, second}
+    for end in ends.values():
+        assert end["event"] == "error" and end["code"] == "backend_crashed"
+        assert "exit code 139" in end["message"] and "Segmentation fault" in end["message"]
+
+
+def test_events_outside_a_job_belong_to_the_running_job(tmp_path, stopper):
+    loose = """
+    emit("hello", pid=os.getpid(), version="fake", engine=None)
+    req = json.loads(sys.stdin.readline())
+    emit("heartbeat", stage="loading")
+    emit("error", code="bad_request", message="Ignored a malformed request.", exit_code=2)
+    emit("result", video="v.mp4", sidecar="s.json", frames=49, fps=8, name="n", job=req["id"])
+    time.sleep(5)
+    """
+    sup = sv.Supervisor(sys.executable, fake_backend(tmp_path, loose))
+    stopper(sup)
+    job_id = sup.submit(sv.Request(job="a.json", out=str(tmp_path)))
+    events = drain(sup)
+    assert [(e["event"], e["job"]) for e in events] == [("heartbeat", job_id), ("result", job_id)]
+
+
+def test_a_job_that_ignores_its_cancel_is_ended_and_the_next_job_runs_on_a_new_worker(tmp_path, stopper):
+    stubborn_once = """
+    marker = os.path.join(os.getcwd(), "stubborn-done")
+    emit("hello", pid=os.getpid(), version="fake", engine=None)
+    first = json.loads(sys.stdin.readline())
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        emit("stage", stage="loading", message="Loading the model", job=first["id"])
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(60)
+    emit("result", video="v.mp4", sidecar="s.json", frames=49, fps=8, name=first.get("name"), job=first["id"],
+         pid=os.getpid())
+    time.sleep(5)
+    """
+    sup = sv.Supervisor(sys.executable, fake_backend(tmp_path, stubborn_once), cancel_grace_s=0.5)
+    stopper(sup)
+    first = sup.submit(sv.Request(job="a.json", out=str(tmp_path), name="first"))
+    second = sup.submit(sv.Request(job="b.json", out=str(tmp_path), name="second"))
+    time.sleep(0.3)
+    old_pid = sup.pid
+    assert sup.cancel(first)
+    events = drain(sup)
+    ends = {e["job"]: e for e in events if e["event"] in sv.TERMINAL}
+    assert ends[first]["event"] == "cancelled" and "did not stop in time" in ends[first]["message"]
+    assert ends[second]["event"] == "result" and ends[second]["name"] == "second", "never lost to the cancel"
+    assert ends[second]["pid"] != old_pid and not pid_alive(old_pid)
 
 
 def test_missing_interpreter_is_one_clear_sentence(tmp_path):
@@ -483,6 +564,25 @@ def test_real_worker_renders_preview_takes_and_shuts_down(tmp_path, stopper):
     assert sup.pid == pid
     sup.stop()
     assert not pid_alive(pid)
+
+
+def test_real_worker_cancels_a_queued_job_without_running_it(tmp_path, stopper):
+    job = preview_job(tmp_path)
+    sup = sv.Supervisor(sys.executable, ROOT)
+    stopper(sup)
+    out = str(tmp_path / "takes")
+    ids = [sup.submit(sv.Request(job=str(job), out=out, name=f"Shot_take_00{k}", engine="preview")) for k in (1, 2, 3)]
+    assert sup.cancel(ids[1])
+    events = drain(sup, seconds=180)
+    ends = {e["job"]: e for e in events if e["event"] in sv.TERMINAL}
+    assert [ends[i]["event"] for i in ids] == ["result", "cancelled", "result"], events
+    assert not [e for e in events if e["job"] == ids[1] and e["event"] != "cancelled"], "it never ran"
+    assert sorted(p.name for p in (tmp_path / "takes").iterdir()) == [
+        "Shot_take_001.json",
+        "Shot_take_001.mp4",
+        "Shot_take_003.json",
+        "Shot_take_003.mp4",
+    ]
 
 
 # --- engine options from the preferences (--weights, --memory) ---------------------------------

@@ -329,10 +329,10 @@ def cut_sections(full: Path, names: tuple[str, ...]) -> None:
 def toggle_model_panel(ui: bpy.types.Region, want_open: bool) -> Iterator[float]:
     """Click the Model sub-panel's header (closed by default), found just below the bar 16."""
     full = SCREENS / "full-sections.png"
-    for _ in range(5):  # newly registered panels show after a redraw or two; slower on a busy machine
+    for _ in range(10):  # the bars were just registered: a busy machine redraws them late
         screenshot(full.stem, region_crop(ui))
         bands = dict(zip(MARKERS, magenta_bands(full), strict=False))
-        if 16 in bands and 21 in bands:
+        if len(bands) == len(MARKERS):
             break
         yield from settle(0.5, redraw=True)
     check(16 in bands and 21 in bands, "the section bars around the Model panel are not on screen")
