@@ -162,8 +162,9 @@ def run(job: dict[str, Any], args: argparse.Namespace, scratch: Path, stream: Ev
 
 
 def _model_args(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("weights", "base", "injector", "lora", "device", "dtype", "memory", "compile", "quantize")
-    return {k: getattr(args, k, None) for k in keys}
+    from .settings import MODEL_ARG_DEFAULTS
+
+    return {k: getattr(args, k, v) for k, v in MODEL_ARG_DEFAULTS.items()}
 
 
 def _local(job: dict[str, Any], args: argparse.Namespace, out: Path) -> list[float]:

@@ -187,10 +187,7 @@ def _config(args: argparse.Namespace) -> settings.ServerConfig:
         )
     elif loose_permissions(token_file):
         print(f"warning: the token file {token_file} is readable by others; chmod 600 it.", file=sys.stderr)
-    model_args = {
-        k: getattr(args, k, None) for k in ("weights", "base", "injector", "lora", "device", "dtype", "memory")
-    }
-    model_args.update(compile=getattr(args, "compile", False), quantize=getattr(args, "quantize", "none"))
+    model_args = {k: getattr(args, k, v) for k, v in settings.MODEL_ARG_DEFAULTS.items()}
     on_gpu = args.engine == "cogvideox" and str(args.device).split(":")[0] != "cpu"
     if args.engine == "cogvideox":
         model_args.update(_absolute_weights(args, check=args.address is None))

@@ -40,7 +40,7 @@ from ..events import EventStream
 from ..generate import run_job
 from ..outcome import report_outcome
 from ..progress import Cancelled, Report
-from .settings import ServerConfig
+from .settings import MODEL_ARG_DEFAULTS, ServerConfig
 
 CHUNK_BYTES = 4 << 20
 TAKE = "take"  # the server's own name for every take; the client names its copy
@@ -92,7 +92,7 @@ class ModelReplica:
         self._lock = threading.Lock()  # one job at a time, even while a cancelled one winds down
         self._stop = threading.Event()
         threading.Thread(target=self._report_loop, name="trajmaster-report", daemon=True).start()
-        self.args = argparse.Namespace(**self.config.model_args)
+        self.args = argparse.Namespace(**{**MODEL_ARG_DEFAULTS, **self.config.model_args})
         self.engines = EngineCache(self.args, Report(EventStream(sys.stderr)))
         self._load()
 

@@ -12,6 +12,18 @@ DEFAULT_MAX_JOBS = 1000
 DEFAULT_DISCONNECT_GRACE_S = 30.0
 DEFAULT_KEEP_HOURS = 24.0
 DEFAULT_PORT = 8765
+# The engine options of `python -m backend generate` (backend/cogvideox/commands.py), as their defaults.
+MODEL_ARG_DEFAULTS: dict[str, Any] = {
+    "weights": None,
+    "base": None,
+    "injector": None,
+    "lora": None,
+    "device": "auto",
+    "dtype": "auto",
+    "memory": "auto",
+    "compile": False,
+    "quantize": "none",
+}
 
 
 @dataclass
