@@ -268,6 +268,7 @@ def parse_submission(body: bytes) -> tuple[dict[str, Any], bool, bool]:
 _REFUSALS = {
     401: {"model": Problem, "description": "No token, or not this server's token."},
     404: {"model": Problem, "description": "No such job (never submitted here, forgotten, or expired)."},
+    422: {"model": Problem, "description": "A parameter is not valid (e.g. `after` is not a whole number >= 0)."},
 }
 _JOB_PATH = f"{PREFIX}/jobs/{{job_id}}"
 
@@ -437,7 +438,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "the request"
         message = f"The request's {_short(where)} is not valid ({_short(first.get('msg', 'invalid'))})."
-        return _problem_response(ApiError(400, "bad_request", message))
+        return _problem_response(ApiError(422, "bad_request", message))
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:

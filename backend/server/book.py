@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -114,7 +115,10 @@ class JobBook:
             job=job,
         )
         self.job_dir(record).mkdir()
-        jobfile.write_atomic(self.job_dir(record) / "job.json", jobfile.dumps(job))
+        # For the administrator's eyes only (a lost job is not run again), so not fsync'ed.
+        tmp = self.job_dir(record) / ".job.json.part"
+        tmp.write_text(jobfile.dumps(job), encoding="utf-8")
+        os.replace(tmp, self.job_dir(record) / "job.json")
         self.jobs[job_id] = record
         self.save(record)
         return record

@@ -154,10 +154,12 @@ class Gateway:
         try:
             sent = after
             while True:
-                while sent < len(record.events):
-                    sent += 1
-                    yield (json.dumps(record.events[sent - 1]) + "\n").encode("utf-8")
-                if record.finished_state:
+                if sent < len(record.events):
+                    # All the events waiting go in one write (one message through Serve's proxy).
+                    lines = [json.dumps(e) + "\n" for e in record.events[sent:]]
+                    sent += len(lines)
+                    yield "".join(lines).encode("utf-8")
+                if record.finished_state and sent >= len(record.events):
                     return
                 waker = self._wakers.setdefault(record.id, asyncio.Event())
                 try:
@@ -242,7 +244,6 @@ class Gateway:
         try:
             while not record.finished_state:
                 record.attempts += 1
-                self.book.save(record)
                 request["attempt"] = record.attempts
                 stream = self.model.options(stream=True).run.remote(request)
                 self._streams[record.id] = stream
@@ -315,23 +316,15 @@ class Gateway:
         async for message in stream:
             kind = message["kind"]
             if kind == "started":
+                # Not saved here: after a restart a running job is lost as a queued one is.
                 record.state, record.started, record.replica = "running", time.time(), message["replica"]
-                self.book.save(record)
                 replica = message["replica"]
                 device = replica["device"].get("name") or replica["device"].get("type")
                 where = f"replica {replica['replica']}, {replica['node']}"
                 self.book.emit(record, "log", message=f"Running on {device} ({where})", replica=replica)
-            elif kind == "event":
-                event = dict(message["event"])
-                name = event.pop("event")
-                for key in ("protocol", "time", "job"):
-                    event.pop(key, None)
-                if name == "error":
-                    self.book.finish(record, "failed", "error", **event)
-                elif name == "cancelled":
-                    self.book.finish(record, "cancelled", "cancelled", **event)
-                else:
-                    self.book.emit(record, name, **event)
+            elif kind == "events":
+                for event in message["events"]:
+                    self._relay(record, dict(event))
             elif kind == "file":
                 _receive_chunk(staging, message, received)
             elif kind == "result":
@@ -339,6 +332,18 @@ class Gateway:
             elif kind == "failed":
                 return message["message"]
         return None
+
+    def _relay(self, record: JobRecord, event: dict[str, Any]) -> None:
+        """One of the replica's events into the job's log (its final error/cancelled ends the job)."""
+        name = event.pop("event")
+        for key in ("protocol", "time", "job"):
+            event.pop(key, None)
+        if name == "error":
+            self.book.finish(record, "failed", "error", **event)
+        elif name == "cancelled":
+            self.book.finish(record, "cancelled", "cancelled", **event)
+        else:
+            self.book.emit(record, name, **event)
 
     def _publish(
         self, record: JobRecord, staging: Path, received: dict[str, dict[str, Any]], result: dict[str, Any]

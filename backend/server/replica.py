@@ -90,7 +90,7 @@ class ModelReplica:
         self.since = time.time()
         self._engine: Any = None
         self._lock = threading.Lock()  # one job at a time, even while a cancelled one winds down
-        self._stop = threading.Event()
+        self._stop, self._changed = threading.Event(), threading.Event()
         threading.Thread(target=self._report_loop, name="trajmaster-report", daemon=True).start()
         self.args = argparse.Namespace(**{**MODEL_ARG_DEFAULTS, **self.config.model_args})
         self.engines = EngineCache(self.args, Report(EventStream(sys.stderr)))
@@ -156,17 +156,16 @@ class ModelReplica:
 
     def _set_state(self, state: str, job_id: str | None = None) -> None:
         self.state, self.job_id, self.since = state, job_id, time.time()
-        self._report()
-
-    def _report(self) -> None:
-        try:
-            self._gateway.replica_report.remote(self.info())
-        except Exception:  # the gateway may be restarting; the next report will do
-            pass
+        self._changed.set()  # the reporter thread tells the gateway now, off the job's thread
 
     def _report_loop(self) -> None:
-        while not self._stop.wait(self.config.replica_report_s):
-            self._report()
+        while not self._stop.is_set():
+            self._changed.wait(self.config.replica_report_s)
+            self._changed.clear()
+            try:
+                self._gateway.replica_report.remote(self.info())
+            except Exception:  # the gateway may be restarting; the next report will do
+                pass
 
     def check_health(self) -> None:
         """Ray Serve's health check: a replica whose GPU failed is replaced."""
@@ -175,6 +174,7 @@ class ModelReplica:
 
     def __del__(self) -> None:
         self._stop.set()
+        self._changed.set()
         self.engines.close()
 
     # ------------------------------------------------------------ one job
@@ -194,13 +194,18 @@ class ModelReplica:
         work = loop.run_in_executor(None, self._work, request, folder, report, put)
         try:
             yield {"kind": "started", "replica": self.info()}
-            while True:
-                kind, payload = await queue.get()
-                if kind == "event":
-                    yield {"kind": "event", "event": payload}
-                    continue
-                outcome, value = payload
-                break
+            outcome = None
+            while outcome is None:
+                # Everything the job said meanwhile goes as one message: each message through Ray
+                # costs CPU that the engine may need, and a fast engine says a lot.
+                items = [await queue.get()]
+                while not queue.empty():
+                    items.append(queue.get_nowait())
+                events = [payload for kind, payload in items if kind == "event"]
+                if events:
+                    yield {"kind": "events", "events": events}
+                outcome = next((payload for kind, payload in items if kind == "done"), None)
+            outcome, value = outcome
             if outcome == "result":
                 for message in _take_files(folder, value):
                     yield message

@@ -5,18 +5,23 @@ the take itself, re-attaching, a restart)."""
 from __future__ import annotations
 
 import glob
+import json
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 import pytest
-from cli import backend, write_job
+from cli import ROOT, backend, write_job
 from harness import follow, kinds, start_server, stop_server
 from shots import make_job
 
 from backend.client import ServerError
+from backend.events import parse_line
 
 GRACE_S = 3.0
 
@@ -183,7 +188,7 @@ def test_oversized_and_malformed_requests_are_refused_before_any_replica(preview
         ("/v1/jobs/0123456789abcdef0123456789abcdef", 404, "unknown_job"),
         ("/v1/jobs/../../etc/passwd", 404, "not_found"),
         ("/v1/jobs/" + "a" * 500 + "/events", 404, "unknown_job"),
-        ("/v1/jobs/0123456789abcdef0123456789abcdef/events?after=-1", 400, "bad_request"),
+        ("/v1/jobs/0123456789abcdef0123456789abcdef/events?after=-1", 422, "bad_request"),
         ("/v1/jobs/0123456789abcdef0123456789abcdef/files/etc", 404, "unknown_job"),
     ):
         got, answer = preview.request("GET", path)
@@ -193,8 +198,6 @@ def test_oversized_and_malformed_requests_are_refused_before_any_replica(preview
 
 
 def _json(job):
-    import json
-
     return json.dumps({"job": job}).encode()
 
 
@@ -219,8 +222,6 @@ def test_the_servers_take_is_byte_identical_to_the_local_clis(preview, tmp_path)
 
 
 def test_fetch_writes_a_take_with_the_local_rules(preview, tmp_path):
-    import json
-
     client = preview.client()
     job_id = client.submit(make_job())["id"]
     assert client.wait(job_id)["event"] == "result"
@@ -264,16 +265,12 @@ def test_a_job_nobody_follows_is_cancelled_after_the_grace_period_unless_detache
 
 
 def test_a_dropped_event_stream_resumes_where_it_stopped_and_the_job_goes_on(preview, pace):
-    import urllib.request
-
     pace(0.05)
     client = preview.client()
     job_id = client.submit(make_job())["id"]
     request = urllib.request.Request(
         f"{preview.url}/v1/jobs/{job_id}/events?after=0", headers={"Authorization": f"Bearer {preview.token}"}
     )
-    import json
-
     seen = []
     with urllib.request.urlopen(request, timeout=30) as stream:  # the connection drops after 8 events
         while len(seen) < 8:
@@ -332,6 +329,30 @@ def test_out_of_memory_runs_the_job_again_in_the_next_lower_memory_mode(preview,
     assert len(fallbacks) == 1 and "'balanced'" in fallbacks[0]["message"]
     assert events[-1]["event"] == "result"
     assert client.job(job_id)["attempts"] == 1  # the replica retried itself; it was not lost
+
+
+def test_ctrl_c_in_submit_wait_cancels_the_job_on_the_server(preview, pace, tmp_path):
+    pace(0.3)
+    (tmp_path / "token").write_text(preview.token + "\n")
+    command = [sys.executable, "-m", "backend", "submit", str(write_job(make_job(), tmp_path / "shot.json"))]
+    command += ["--server", preview.url, "--token-file", str(tmp_path / "token"), "--out", str(tmp_path), "--wait"]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        events = []
+        for line in proc.stdout:
+            event = parse_line(line)
+            if event:
+                events.append(event)
+                if event["event"] == "progress":
+                    break
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    job_id = events[0]["job"]
+    assert follow(preview.client(), job_id)[-1]["event"] == "cancelled"
+    assert not list(tmp_path.glob("*.mp4"))
 
 
 def test_a_server_restart_reports_unfinished_jobs_as_lost(preview, ray_cluster, pace, tmp_path):
