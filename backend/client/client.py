@@ -18,6 +18,7 @@ from typing import Any
 from .transport import DEFAULT_TIMEOUT_S, ServerError, Transport, read_token_file
 
 FINAL_EVENTS = ("result", "error", "cancelled")
+_FROM_RESULT = ("shot", "files", "attempts", "replica")
 TOKEN_ENV = "TRAJMASTER_TOKEN"
 # An event stream is silent for at most the server's heartbeat period (10 s); a read that waits
 # longer than this means the link is dead.
@@ -46,6 +47,9 @@ class Client:
         else:
             source = "the token"
         self.http = Transport(url, token, timeout, token_source=source)
+        # The last result event seen of each job: it lists the take's files, so `fetch` after
+        # `events` needs no request to learn them.
+        self._results: dict[str, dict[str, Any]] = {}
 
     @property
     def url(self) -> str:
@@ -95,6 +99,8 @@ class Client:
                     deadline = None
                     if isinstance(event.get("seq"), int):
                         last = event["seq"]
+                    if event.get("event") == "result" and "files" in event:
+                        self._results[job_id] = event
                     yield event
                     if event.get("event") in FINAL_EVENTS:
                         return
@@ -162,7 +168,11 @@ class Client:
         `result` event: name, video, sidecar, png_dir, frames, fps, width, height, seconds."""
         from .fetch import fetch_take
 
-        info = self.job(job_id)
+        result = self._results.get(job_id)
+        if result is not None:
+            info = {"id": job_id, "state": "done", "outcome": result, **{k: result.get(k) for k in _FROM_RESULT}}
+        else:
+            info = self.job(job_id)
         if info.get("state") != "done":
             raise _not_done(job_id, info)
         return fetch_take(self, info, folder, name, job_file=job_file)

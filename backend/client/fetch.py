@@ -102,8 +102,6 @@ def _download(client: Any, job_id: str, role: str, expected: dict[str, Any], pat
             digest.update(block)
             size += len(block)
             out.write(block)
-        out.flush()
-        os.fsync(out.fileno())
     if size != expected.get("bytes") or digest.hexdigest() != expected.get("sha256"):
         raise ServerError(
             "bad_download",

@@ -2,11 +2,11 @@
 
 Measures, with the same job throughout (the preview engine unless --engine says otherwise):
 
-- local: `run_job` with a warm engine in this process, one job after the other (what the
-  add-on's worker does);
-- latency: one job at a time through a server with 1 replica, from the POST to the take written
-  by the client (submit, queue, the replica's render, the files through Ray, the download, the
-  local publish); its overhead over the local time;
+- latency: one job at a time, alternately through the local worker's path (`run_job` with a
+  warm engine in this process, what the add-on's worker does) and through a server with one
+  replica, from the POST to the take written by the client (submit, queue, the replica's
+  render, the files through Ray, the download, the local publish). The overhead is the median
+  of the paired differences, so that both ways meet the same background load;
 - throughput: N jobs submitted at once, until the last take is written, with 1 and with K
   replicas; their ratio.
 
@@ -104,6 +104,11 @@ def _note(stream: EventStream, message: str) -> None:
 
 
 def run(job: dict[str, Any], args: argparse.Namespace, scratch: Path, stream: EventStream) -> dict[str, Any]:
+    from ..client import Client
+    from .api import token_digest
+    from .command import deploy, start_ray, stop_ray
+    from .settings import ServerConfig
+
     result: dict[str, Any] = {
         "engine": args.engine,
         "cpus": os.cpu_count(),
@@ -111,13 +116,6 @@ def run(job: dict[str, Any], args: argparse.Namespace, scratch: Path, stream: Ev
         "jobs": args.jobs,
         "repeat": args.repeat,
     }
-    _note(stream, f"local worker path: {args.repeat} jobs, warm engine")
-    result["local_s"] = _local(job, args, scratch / "local")
-    from ..client import Client
-    from .api import token_digest
-    from .command import deploy, start_ray, stop_ray
-    from .settings import ServerConfig
-
     token = secrets.token_urlsafe(16)
     port = _free_port()
     config = ServerConfig(
@@ -130,6 +128,7 @@ def run(job: dict[str, Any], args: argparse.Namespace, scratch: Path, stream: Ev
     )
     _note(stream, "starting a local Ray cluster")
     started = start_ray(None, 0)
+    local = _LocalWorker(job, args, scratch / "local")
     try:
         client = Client(f"http://127.0.0.1:{port}", token)
         runs = {}
@@ -137,10 +136,16 @@ def run(job: dict[str, Any], args: argparse.Namespace, scratch: Path, stream: Ev
             config.replicas = replicas
             _note(stream, f"server with {replicas} replica(s)")
             deploy(config, "127.0.0.1", port)
-            _through_server(client, job, scratch / f"warm-{replicas}")  # loads nothing new, but warms the path
+            _through_server(client, job, scratch / f"warm-{replicas}")  # the first request pays for imports
             if replicas == 1:
-                _note(stream, f"latency: {args.repeat} jobs one at a time")
-                result["server_s"] = [_through_server(client, job, scratch / "latency") for _ in range(args.repeat)]
+                # Local and server jobs alternate, so that both meet the same background load.
+                _note(stream, f"latency: {args.repeat} jobs one at a time each way, alternating")
+                local.run()  # loads the engine
+                result["local_s"], result["server_s"] = [], []
+                for i in range(args.repeat):
+                    for way in ("local", "server") if i % 2 == 0 else ("server", "local"):
+                        seconds = local.run() if way == "local" else _through_server(client, job, scratch / "latency")
+                        result[f"{way}_s"].append(seconds)
             _note(stream, f"throughput: {args.jobs} jobs at once")
             t0 = time.monotonic()
             outs = [scratch / f"tp-{replicas}-{k}" for k in range(args.jobs)]
@@ -149,11 +154,14 @@ def run(job: dict[str, Any], args: argparse.Namespace, scratch: Path, stream: Ev
             runs[replicas] = time.monotonic() - t0
         result["throughput_wall_s"] = {str(k): round(v, 3) for k, v in runs.items()}
     finally:
+        local.close()
         stop_ray(started)
-    local, server = statistics.median(result["local_s"]), statistics.median(result["server_s"])
-    result["local_median_s"], result["server_median_s"] = round(local, 3), round(server, 3)
-    result["overhead_s"] = round(server - local, 3)
-    result["overhead_percent"] = round(100 * (server - local) / local, 1)
+    local_median = statistics.median(result["local_s"])
+    overhead = statistics.median(s - l for s, l in zip(result["server_s"], result["local_s"], strict=True))
+    result["local_median_s"] = round(local_median, 3)
+    result["server_median_s"] = round(statistics.median(result["server_s"]), 3)
+    result["overhead_s"] = round(overhead, 3)
+    result["overhead_percent"] = round(100 * overhead / local_median, 1)
     result["jobs_per_minute"] = {k: round(60 * args.jobs / v, 2) for k, v in result["throughput_wall_s"].items()}
     if str(args.replicas) in result["throughput_wall_s"] and args.replicas != 1:
         result["throughput_ratio"] = round(runs[1] / runs[args.replicas], 2)
@@ -167,27 +175,31 @@ def _model_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k, v) for k, v in MODEL_ARG_DEFAULTS.items()}
 
 
-def _local(job: dict[str, Any], args: argparse.Namespace, out: Path) -> list[float]:
-    from .. import job as jobfile
-    from ..engines import EngineCache
-    from ..generate import run_job
-    from ..progress import Report
+class _LocalWorker:
+    """What the add-on's worker does for a job: `run_job` with an engine kept loaded."""
 
-    out.mkdir(parents=True)
-    path = out / "job.json"
-    path.write_text(jobfile.dumps(job), encoding="utf-8")
-    report = Report(EventStream(open(os.devnull, "w", encoding="utf-8")))
-    engines = EngineCache(argparse.Namespace(**_model_args(args)), report)
-    try:
-        run_job(path, out, engines.get, report)  # warm-up: loads the engine
-        times = []
-        for _ in range(args.repeat):
-            t0 = time.monotonic()
-            run_job(path, out, engines.get, report)
-            times.append(round(time.monotonic() - t0, 3))
-    finally:
-        engines.close()
-    return times
+    def __init__(self, job: dict[str, Any], args: argparse.Namespace, out: Path):
+        from .. import job as jobfile
+        from ..engines import EngineCache
+        from ..progress import Report
+
+        out.mkdir(parents=True)
+        self.out, self.path = out, out / "job.json"
+        self.path.write_text(jobfile.dumps(job), encoding="utf-8")
+        self._sink = open(os.devnull, "w", encoding="utf-8")  # closed in close()
+        self.report = Report(EventStream(self._sink))
+        self.engines = EngineCache(argparse.Namespace(**_model_args(args)), self.report)
+
+    def run(self) -> float:
+        from ..generate import run_job
+
+        t0 = time.monotonic()
+        run_job(self.path, self.out, self.engines.get, self.report)
+        return round(time.monotonic() - t0, 3)
+
+    def close(self) -> None:
+        self.engines.close()
+        self._sink.close()
 
 
 def _through_server(client: Any, job: dict[str, Any], out: Path) -> float:
@@ -211,7 +223,7 @@ def format_result(r: dict[str, Any]) -> str:
         f"TrajMaster server benchmark ({r['engine']} engine, {r['cpus']} CPU cores, load {r['load_average_before']})",
         f"  local worker path, warm:     {r['local_median_s']:.3f} s a job (median of {r['repeat']})",
         f"  through the server, 1 job:   {r['server_median_s']:.3f} s a job (submit to take written)",
-        f"  overhead:                    {r['overhead_s']:+.3f} s ({r['overhead_percent']:+.1f}% of a local job)",
+        f"  overhead (paired median):    {r['overhead_s']:+.3f} s ({r['overhead_percent']:+.1f}% of a local job)",
     ]
     for k, v in r["throughput_wall_s"].items():
         lines.append(f"  {r['jobs']} jobs at once, {k} replica(s): {v:.2f} s ({r['jobs_per_minute'][k]} jobs a minute)")

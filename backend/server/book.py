@@ -117,7 +117,7 @@ class JobBook:
         self.job_dir(record).mkdir()
         # For the administrator's eyes only (a lost job is not run again), so not fsync'ed.
         tmp = self.job_dir(record) / ".job.json.part"
-        tmp.write_text(jobfile.dumps(job), encoding="utf-8")
+        tmp.write_text(json.dumps(job, allow_nan=False), encoding="utf-8")
         os.replace(tmp, self.job_dir(record) / "job.json")
         self.jobs[job_id] = record
         self.save(record)

@@ -251,6 +251,10 @@ class Gateway:
                     lost = await self._follow_attempt(record, stream)
                 except RayActorError as exc:
                     lost = _why_lost(exc)
+                except RequestCancelledError:
+                    if record.id in self._cancel_message:
+                        raise
+                    lost = "Ray cancelled its request"  # not asked for here: the replica is going away
                 finally:
                     self._streams.pop(record.id, None)
                     shutil.rmtree(self.book.staging_dir(record), ignore_errors=True)
@@ -267,6 +271,8 @@ class Gateway:
                     return
                 self._replica_lost(record, lost)
         except (RequestCancelledError, asyncio.CancelledError):
+            if record.id not in self._cancel_message:
+                raise  # the server is stopping: the job stays unfinished in the book (lost at the next start)
             self._end_cancelled(record)
         except Exception as exc:
             log.exception("Job %s failed in the gateway", record.id)
@@ -358,7 +364,20 @@ class Gateway:
         record.files = received
         names = {"video": received["video"]["name"], "sidecar": received["sidecar"]["name"]}
         png = received.get("png", {}).get("name")
-        self.book.finish(record, "done", "result", name="take", **names, png_dir=png, files=received, **result)
+        replica = {k: (record.replica or {}).get(k) for k in ("replica", "node", "device")}
+        self.book.finish(
+            record,
+            "done",
+            "result",
+            name="take",
+            **names,
+            png_dir=png,
+            files=received,
+            shot=record.shot,
+            attempts=record.attempts,
+            replica=replica,
+            **result,
+        )
         log.info("Job %s done (%s s on the replica).", record.id, result.get("seconds"))
 
     async def _sweep_forever(self) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -33,7 +34,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .. import job as jobfile
 from ..engines import EngineCache
 from ..errors import OutOfMemory, UserError
 from ..events import EventStream
@@ -60,8 +60,6 @@ class _LineSink:
         self._buffer = ""
 
     def write(self, text: str) -> int:
-        import json
-
         self._buffer += text
         while "\n" in self._buffer:
             line, self._buffer = self._buffer.split("\n", 1)
@@ -239,7 +237,8 @@ class ModelReplica:
 
     def _run(self, request: dict[str, Any], folder: Path, report: Report) -> tuple[str, Any]:
         job_path = folder / "job.json"
-        job_path.write_text(jobfile.dumps(request["job"]), encoding="utf-8")
+        # Compact: the job was validated at the gateway and is read (and validated) again by run_job.
+        job_path.write_text(json.dumps(request["job"], allow_nan=False), encoding="utf-8")
         tried: set[str] = set()
         while True:
             try:
