@@ -66,3 +66,14 @@ def test_the_servers_video_is_byte_identical_to_the_local_clis(cogvideox, tiny, 
     take = client.fetch(job_id, tmp_path / "server", job_file=path)
     with open(take["video"], "rb") as a, open(local.last("result")["video"], "rb") as b:
         assert a.read() == b.read()
+
+
+def test_a_cluster_without_a_gpu_is_refused_with_a_sentence(ray_cluster, tmp_path):
+    from backend.errors import UserError
+    from backend.server.command import deploy
+    from backend.server.settings import ServerConfig
+
+    config = ServerConfig(engine="cogvideox", state_dir=str(tmp_path), token_sha256="0" * 64, replica_gpus=1.0)
+    with pytest.raises(UserError) as refused:
+        deploy(config, "127.0.0.1", ray_cluster.port, name="nogpu", route_prefix="/nogpu")
+    assert "no GPU" in refused.value.message and "--engine preview" in refused.value.hint

@@ -199,3 +199,27 @@ def test_the_published_openapi_description_is_the_one_the_server_generates(tmp_p
     assert job["properties"]["entities"]["items"]["properties"]["poses"]["items"] == {
         "$ref": "#/components/schemas/Job_pose"
     }
+
+
+def test_bad_weights_stop_the_server_command_before_ray_starts(tmp_path):
+    run = backend(
+        "server", "--state", tmp_path / "state", "--weights", tmp_path / "none", "--port", str(free_port()), timeout=120
+    )
+    assert run.code == 2
+    assert run.last("error")["code"] == "bad_weights" and "Traceback" not in run.stderr
+    assert "ready" not in run.kinds()
+
+
+def test_replicas_map_to_ray_serve_one_job_each_fixed_or_autoscaled_on_the_queue():
+    from backend.server.app import model_options
+    from backend.server.settings import ServerConfig
+
+    fixed = model_options(ServerConfig(engine="cogvideox", replicas=4, replica_gpus=1.0))
+    assert fixed["num_replicas"] == 4 and fixed["max_ongoing_requests"] == 1
+    assert fixed["ray_actor_options"]["num_gpus"] == 1.0 and "autoscaling_config" not in fixed
+    auto = model_options(ServerConfig(engine="cogvideox", min_replicas=1, max_replicas=8, replica_gpus=1.0))
+    assert "num_replicas" not in auto and auto["max_ongoing_requests"] == 1
+    assert auto["autoscaling_config"]["min_replicas"] == 1 and auto["autoscaling_config"]["max_replicas"] == 8
+    assert auto["autoscaling_config"]["target_ongoing_requests"] == 1  # queued jobs count: one job per replica
+    preview = model_options(ServerConfig(engine="preview", replicas=2))
+    assert preview["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 0.0}
