@@ -182,7 +182,8 @@ class Gateway:
             driver = self._drivers.get(record.id)
             if driver is not None:
                 driver.cancel()
-            self._end_cancelled(record)
+        # Over for its clients now: nothing the replica sends after this is kept.
+        self._end_cancelled(record)
 
     async def forget(self, record: JobRecord) -> None:
         self.cancel(record)
