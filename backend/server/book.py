@@ -82,6 +82,7 @@ class JobBook:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.keep_s = keep_hours * 3600.0
         self.jobs: dict[str, JobRecord] = {}
+        self._logs: dict[str, Any] = {}  # the open events.jsonl of each job still writing events
         self._on_event = on_event
 
     # ------------------------------------------------------------ where things are
@@ -141,8 +142,11 @@ class JobBook:
             record.stage, record.fraction = event.get("stage"), None
         elif kind == "progress":
             record.fraction = event.get("fraction")
-        with open(self.job_dir(record) / "events.jsonl", "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        log_file = self._logs.get(record.id)
+        if log_file is None:
+            log_file = self._logs[record.id] = open(self.job_dir(record) / "events.jsonl", "a", encoding="utf-8")
+        log_file.write(line + "\n")
+        log_file.flush()
         if self._on_event is not None:
             self._on_event(record)
         return event
@@ -153,11 +157,18 @@ class JobBook:
             return record.events[-1]
         record.state, record.finished = state, time.time()
         event = self.emit(record, kind, **fields)
+        self._close_log(record)
         record.outcome = {k: v for k, v in event.items() if k not in ("protocol", "job")}
         self.save(record)
         return event
 
+    def _close_log(self, record: JobRecord) -> None:
+        log_file = self._logs.pop(record.id, None)
+        if log_file is not None:
+            log_file.close()
+
     def forget(self, record: JobRecord) -> None:
+        self._close_log(record)
         self.jobs.pop(record.id, None)
         shutil.rmtree(self.job_dir(record), ignore_errors=True)
 

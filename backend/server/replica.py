@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import hashlib
 import json
 import os
@@ -43,6 +44,7 @@ from ..progress import Cancelled, Report
 from .settings import MODEL_ARG_DEFAULTS, ServerConfig
 
 CHUNK_BYTES = 4 << 20
+EVENT_BATCH_S = 0.1
 TAKE = "take"  # the server's own name for every take; the client names its copy
 
 
@@ -53,7 +55,8 @@ def is_device_failure(exc: BaseException) -> bool:
 
 
 class _LineSink:
-    """The file an EventStream writes to: each JSON line goes to the replica's event loop."""
+    """The file an EventStream writes to: each JSON line is handed over as it is (parsed later,
+    on the event loop's side, so the engine's thread does no more than it does locally)."""
 
     def __init__(self, put: Callable[[tuple[str, Any]], None]):
         self._put = put
@@ -64,7 +67,7 @@ class _LineSink:
         while "\n" in self._buffer:
             line, self._buffer = self._buffer.split("\n", 1)
             if line.strip():
-                self._put(("event", json.loads(line)))
+                self._put(("event", line))
         return len(text)
 
     def flush(self) -> None:
@@ -87,6 +90,7 @@ class ModelReplica:
         self.broken: str | None = None
         self.since = time.time()
         self._engine: Any = None
+        self._device: dict[str, Any] | None = None
         self._lock = threading.Lock()  # one job at a time, even while a cancelled one winds down
         self._stop, self._changed = threading.Event(), threading.Event()
         threading.Thread(target=self._report_loop, name="trajmaster-report", daemon=True).start()
@@ -122,14 +126,15 @@ class ModelReplica:
         self.args.memory = mode
 
     def device(self) -> dict[str, Any]:
-        described = {}
-        if self._engine is not None:
+        """The GPU's name and memory (the engine's own description, read once: it looks up
+        package versions), or the CPU."""
+        if self._engine is not None and self._device is None:
             try:
-                described = self._engine.describe().get("device") or {}
+                self._device = self._engine.describe().get("device") or None
             except Exception:  # a broken GPU must not break the status report
-                described = {}
-        if described:
-            return described
+                self._device = None
+        if self._device:
+            return self._device
         if self.config.replica_gpus:
             return {"type": "gpu", "name": "GPU"}
         return {"type": "cpu", "name": f"CPU ({platform.machine()}, {os.cpu_count()} cores)"}
@@ -182,24 +187,20 @@ class ModelReplica:
         `result`) or nothing more (its `error`/`cancelled` event was the last), or `failed` when
         this replica can no longer run anything."""
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-
-        def put(item: tuple[str, Any]) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        report = Report(EventStream(_LineSink(put)), job_id=request["id"])
+        said: collections.deque = collections.deque()  # appended by the job's thread, drained here
+        report = Report(EventStream(_LineSink(said.append)), job_id=request["id"])
         folder = Path(tempfile.mkdtemp(prefix="trajmaster-job-"))
-        work = loop.run_in_executor(None, self._work, request, folder, report, put)
+        work = loop.run_in_executor(None, self._work, request, folder, report, said.append)
         try:
             yield {"kind": "started", "replica": self.info()}
             outcome = None
             while outcome is None:
-                # Everything the job said meanwhile goes as one message: each message through Ray
-                # costs CPU that the engine may need, and a fast engine says a lot.
-                items = [await queue.get()]
-                while not queue.empty():
-                    items.append(queue.get_nowait())
-                events = [payload for kind, payload in items if kind == "event"]
+                # What the job said meanwhile goes on as one message, at most every EVENT_BATCH_S
+                # (and at once when it ends): waking this loop and sending through Ray for each
+                # event would take the CPU and the GIL from the engine, which a fast engine feels.
+                await asyncio.wait([work], timeout=EVENT_BATCH_S)
+                items = [said.popleft() for _ in range(len(said))]
+                events = [json.loads(payload) for kind, payload in items if kind == "event"]
                 if events:
                     yield {"kind": "events", "events": events}
                 outcome = next((payload for kind, payload in items if kind == "done"), None)
