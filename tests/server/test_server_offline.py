@@ -223,3 +223,23 @@ def test_replicas_map_to_ray_serve_one_job_each_fixed_or_autoscaled_on_the_queue
     assert auto["autoscaling_config"]["target_ongoing_requests"] == 1  # queued jobs count: one job per replica
     preview = model_options(ServerConfig(engine="preview", replicas=2))
     assert preview["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 0.0}
+
+
+def test_the_local_backend_needs_no_ray_nor_fastapi(tmp_path):
+    from cli import write_job
+
+    path = write_job(make_job(), tmp_path / "shot.json")
+    blocked = ["ray", "fastapi", "starlette", "pydantic", "uvicorn"]
+    code = (
+        "import runpy, sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {blocked!r}:\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"sys.argv = ['backend', 'generate', {str(path)!r}, '--out', {str(tmp_path / 'takes')!r}]\n"
+        "runpy.run_module('backend', run_name='__main__', alter_sys=True)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.suffix for p in (tmp_path / "takes").iterdir()) == [".json", ".mp4"]
