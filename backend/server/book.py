@@ -128,10 +128,13 @@ class JobBook:
         data = {k: v for k, v in asdict(record).items() if k not in JobRecord._UNSAVED}
         jobfile.write_atomic(self.job_dir(record) / "record.json", json.dumps(data, indent=1) + "\n", overwrite=True)
 
-    def emit(self, record: JobRecord, kind: str, **fields: Any) -> dict[str, Any]:
-        """Append one event to the job's log (numbered) and wake whoever follows it."""
+    def emit(self, record: JobRecord, kind: str, **fields: Any) -> dict[str, Any] | None:
+        """Append one event to the job's log (numbered) and wake whoever follows it. A job's log
+        ends with its final event: what a replica still says after a cancel is dropped."""
         if kind not in KINDS:
             raise ValueError(f"unknown event kind {kind!r}")
+        if record.finished_state:
+            return None
         fields.pop("seq", None)
         event = {"event": kind, "protocol": PROTOCOL, "time": round(time.time(), 3), **fields}
         event["job"] = record.id
@@ -155,8 +158,8 @@ class JobBook:
         """End a job with its final event (result, error or cancelled); later calls change nothing."""
         if record.finished_state:
             return record.events[-1]
-        record.state, record.finished = state, time.time()
         event = self.emit(record, kind, **fields)
+        record.state, record.finished = state, time.time()
         self._close_log(record)
         record.outcome = {k: v for k, v in event.items() if k not in ("protocol", "job")}
         self.save(record)

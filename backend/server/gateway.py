@@ -355,6 +355,8 @@ class Gateway:
     def _publish(
         self, record: JobRecord, staging: Path, received: dict[str, dict[str, Any]], result: dict[str, Any]
     ) -> None:
+        if record.finished_state:  # cancelled while its files were on the way
+            return
         for role, info in received.items():
             digest = hashlib.sha256((staging / info["name"]).read_bytes()).hexdigest()
             if digest != info["sha256"] or (staging / info["name"]).stat().st_size != info["bytes"]:
