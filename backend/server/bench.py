@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ..engines import ENGINE_NAMES
 from ..errors import EXIT_BAD_INPUT, EXIT_OK, UserError
 from ..events import EventStream
 
@@ -40,7 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--replicas", type=int, default=2, metavar="K", help="replicas of the second run (default 2)")
     group.add_argument("--repeat", type=int, default=5, metavar="R", help="jobs timed one at a time (default 5)")
     group.add_argument("--job", metavar="FILE", help="the job to run (default: a built-in one-entity preview shot)")
-    group.add_argument("--engine", default="preview", help="the engine of the server's replicas (default preview)")
+    group.add_argument(
+        "--engine",
+        choices=ENGINE_NAMES,
+        default="preview",
+        help="the engine of the server's replicas (default preview)",
+    )
+    from ..cogvideox.commands import add_weights_arguments
+
+    add_weights_arguments(parser)
 
 
 def bench_job() -> dict[str, Any]:
@@ -83,6 +92,11 @@ def main(args: argparse.Namespace, stream: EventStream) -> int:
         job = load_job(args.job) if args.job else bench_job()
         if args.jobs < 1 or args.replicas < 1 or args.repeat < 1:
             raise UserError("bad_request", "--jobs, --replicas and --repeat must be at least 1.")
+        if args.engine == "cogvideox":
+            from .command import absolute_weights
+
+            # The replicas run from Ray's copy of the package: the weights' folders must be absolute.
+            vars(args).update(absolute_weights(args, check=True))
     except UserError as exc:
         stream.emit("error", **exc.event_fields())
         print(f"error: {exc.message}", file=sys.stderr)

@@ -190,7 +190,7 @@ def _config(args: argparse.Namespace) -> settings.ServerConfig:
     model_args = {k: getattr(args, k, v) for k, v in settings.MODEL_ARG_DEFAULTS.items()}
     on_gpu = args.engine == "cogvideox" and str(args.device).split(":")[0] != "cpu"
     if args.engine == "cogvideox":
-        model_args.update(_absolute_weights(args, check=args.address is None))
+        model_args.update(absolute_weights(args, check=args.address is None))
     return settings.ServerConfig(
         engine=args.engine,
         model_args=model_args,
@@ -208,7 +208,7 @@ def _config(args: argparse.Namespace) -> settings.ServerConfig:
     )
 
 
-def _absolute_weights(args: argparse.Namespace, check: bool) -> dict[str, Any]:
+def absolute_weights(args: argparse.Namespace, check: bool) -> dict[str, Any]:
     """The replicas run from Ray's copy of the package, so 'weights/ next to the extension' must
     be resolved here. On one machine the folders are checked now, before any replica starts."""
     from ..cogvideox import weights
