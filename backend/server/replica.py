@@ -48,6 +48,38 @@ EVENT_BATCH_S = 0.1
 TAKE = "take"  # the server's own name for every take; the client names its copy
 
 
+def work_root() -> Path:
+    """Where this machine's replicas (of this user) keep their jobs' folders, one per process."""
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"trajmaster-replicas-{uid}"
+
+
+def work_folder() -> Path:
+    """This replica's folder for its jobs. A replica that was killed mid-job never removed its
+    job's folder: those of processes that no longer run are removed here."""
+    root = work_root()
+    root.mkdir(mode=0o700, exist_ok=True)
+    for entry in root.iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid() and not _running(int(entry.name)):
+            shutil.rmtree(entry, ignore_errors=True)
+    mine = root / str(os.getpid())
+    shutil.rmtree(mine, ignore_errors=True)  # a reused pid's leftovers
+    mine.mkdir(mode=0o700)
+    return mine
+
+
+def _running(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there; leave the folder be
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
+
+
 def is_device_failure(exc: BaseException) -> bool:
     """An error after which this process's GPU cannot be trusted (the CUDA context is broken)."""
     text = f"{type(exc).__name__}: {exc}"
@@ -94,6 +126,7 @@ class ModelReplica:
         self._lock = threading.Lock()  # one job at a time, even while a cancelled one winds down
         self._stop, self._changed = threading.Event(), threading.Event()
         threading.Thread(target=self._report_loop, name="trajmaster-report", daemon=True).start()
+        self.work = work_folder()
         self.args = argparse.Namespace(**{**MODEL_ARG_DEFAULTS, **self.config.model_args})
         self.engines = EngineCache(self.args, Report(EventStream(sys.stderr)))
         self._load()
@@ -179,6 +212,7 @@ class ModelReplica:
         self._stop.set()
         self._changed.set()
         self.engines.close()
+        shutil.rmtree(self.work, ignore_errors=True)
 
     # ------------------------------------------------------------ one job
 
@@ -189,7 +223,8 @@ class ModelReplica:
         loop = asyncio.get_running_loop()
         said: collections.deque = collections.deque()  # appended by the job's thread, drained here
         report = Report(EventStream(_LineSink(said.append)), job_id=request["id"])
-        folder = Path(tempfile.mkdtemp(prefix="trajmaster-job-"))
+        # Named by the job's id (made by the gateway, 32 hex digits), never by anything a client sent.
+        folder = Path(tempfile.mkdtemp(prefix=f"{request['id']}-", dir=self.work))
         work = loop.run_in_executor(None, self._work, request, folder, report, said.append)
         try:
             yield {"kind": "started", "replica": self.info()}

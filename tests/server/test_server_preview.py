@@ -4,7 +4,6 @@ the take itself, re-attaching, a restart)."""
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import signal
@@ -22,6 +21,7 @@ from shots import make_job
 
 from backend.client import ServerError
 from backend.events import parse_line
+from backend.server.replica import work_root
 
 GRACE_S = 3.0
 
@@ -115,8 +115,7 @@ def test_cancel_stops_the_job_on_its_replica_at_a_frame(preview, pace):
             break
         assert time.monotonic() - cancelled_at < 6, f"the replica still runs the cancelled job: {mine}"
         time.sleep(0.1)
-    leftovers = [p for p in glob.glob(os.path.join(tempfile.gettempdir(), "trajmaster-job-*", "job.json"))]
-    assert not [p for p in leftovers if job_id in open(p).read()]
+    assert not list((work_root() / str(replica["pid"])).glob(f"{job_id}-*"))
     with pytest.raises(ServerError) as refused:
         client.fetch(job_id, tempfile.gettempdir())
     assert refused.value.code == "cancelled"
@@ -141,7 +140,8 @@ def test_a_replica_killed_mid_job_hands_the_job_to_the_other_one(preview, pace, 
     assert info["replica"]["pid"] != killed["pid"]
     take = client.fetch(job_id, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{take['name']}.json", f"{take['name']}.mp4"]
-    preview.wait_replicas(2)  # Serve started a replacement
+    preview.wait_replicas(2)  # Serve started a replacement...
+    assert not (work_root() / str(killed["pid"])).exists()  # ...which removed the dead one's job folder
 
 
 def test_a_wrong_or_missing_token_is_a_401_with_one_sentence(preview):
