@@ -120,7 +120,50 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark the transformer and injector with random weights (no download).",
     )
     model.add_bench_arguments(p)
+    _add_server_commands(sub, model)
     return parser
+
+
+def _add_server_commands(sub: argparse._SubParsersAction, model) -> None:
+    """The team server and its client (docs/server.md); their code lives in backend/server and
+    backend/client, and Ray is imported only by `server` and `bench --server`."""
+    from .client import commands as client
+    from .server import bench as server_bench
+    from .server import command as server
+
+    bench = sub.choices["bench"]
+    server_bench.add_arguments(bench)
+
+    p = sub.add_parser(
+        "server",
+        help="run the team server: a pool of GPU replicas behind HTTP (Ray Serve)",
+        description="Start the TrajMaster server on this machine's Ray cluster (or a new one): one model replica "
+        "per GPU behind an HTTP API with a bearer token. Needs the [server] extra. See docs/server.md.",
+    )
+    server.add_arguments(p, model.add_model_arguments)
+
+    p = sub.add_parser(
+        "submit",
+        help="send job files to a server (and, with --wait, fetch their takes)",
+        description="Queue job files on a TrajMaster server; with --wait follow them (they run in parallel) and "
+        "write each take into --out as a local take (never over an existing one).",
+    )
+    client.add_submit_arguments(p)
+
+    p = sub.add_parser(
+        "fetch",
+        help="wait for jobs on a server and fetch their takes",
+        description="Follow jobs submitted earlier (python -m backend submit without --wait) and write each take "
+        "into --out.",
+    )
+    client.add_fetch_arguments(p)
+
+    p = sub.add_parser(
+        "server-status",
+        help="a server's replicas and queue (exit 0: it answers and accepts the token)",
+        description="Ask a TrajMaster server for its replicas (device, state, job) and queue.",
+    )
+    client.add_status_arguments(p)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             from .worker import serve
 
             return serve(args, stream)
+        if args.command in ("server", "submit", "fetch", "server-status") or (args.command == "bench" and args.server):
+            return _server_command(args, stream)
         if args.command in ("doctor", "bench"):
             # Reports for people (or, with --json, one JSON document for tools) on the protected
             # stdout; their progress goes to stderr as event lines.
@@ -153,6 +198,17 @@ def main(argv: list[str] | None = None) -> int:
         stream.emit("cancelled", message="Interrupted.")
         print("Interrupted.", file=sys.stderr)
         return EXIT_CANCELLED
+
+
+def _server_command(args: argparse.Namespace, stream: events.EventStream) -> int:
+    from .client import commands as client
+    from .server import bench as server_bench
+    from .server import command as server
+
+    if args.command == "bench":
+        return server_bench.main(args, stream)
+    run = {"server": server.main, "submit": client.submit, "fetch": client.fetch, "server-status": client.server_status}
+    return run[args.command](args, stream)
 
 
 def _validate(args: argparse.Namespace, report: Report) -> int:

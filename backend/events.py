@@ -6,15 +6,22 @@ vocabulary lives here and in docs/protocol.md.
 
 Kinds:
   hello      {pid, engine?, version}                     the process is up
-  stage      {stage, message}                            validating, loading, encoding, sampling, decoding, writing
+  stage      {stage, message}                            validating, loading, encoding, sampling, decoding, writing;
+                                                         queued (team server)
   progress   {step, total, fraction, eta_s, stage}       per step / per frame
   heartbeat  {stage}                                     the process is alive (long stages)
-  warning    {code, message, entity?, slots?}            a pose check finding or a soft problem
-  result     {video, sidecar, png_dir?, frames, fps, seconds}
-  error      {code, message, hint?, exit_code}          one clear sentence, never a traceback
+  warning    {code, message, entity?, slots?}            a pose check finding or a soft problem (memory_fallback;
+                                                         replica_lost from the team server)
+  result     {video, sidecar, png_dir?, frames, fps, seconds, files?}
+  error      {code, message, hint?, exit_code}          one clear sentence, never a traceback (job_lost and
+                                                         replica_lost from the team server)
   cancelled  {message}
   ready      {}                                          worker: waiting for the next job
   bye        {}                                          worker: exiting
+  log        {message, replica?}                         informational
+
+Over the team server's HTTP stream (docs/server.md) every event also has `job` and `seq` (its
+number in the job's log, from 1), so a client can resume after the last one it saw.
 
 The stream is protected from stray prints: install() moves the process's real stdout to a
 private descriptor for events and points descriptor 1 at stderr, so a library that prints (in
