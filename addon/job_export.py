@@ -15,10 +15,10 @@ import bpy
 
 from ..backend import checks, poses, timeplan
 from ..backend import job as jobfile
-from . import sampling
+from . import properties, sampling
 
 MAX_PROMPT_CHARS = 600
-MAX_NAME_CHARS = 63
+MAX_NAME_CHARS = properties.MAX_NAME_CHARS
 GOOD_WORDS = (15, 24)
 
 
@@ -72,11 +72,20 @@ def shot_problems(scene: bpy.types.Scene) -> list[str]:
             f"remove {len(entities) - jobfile.MAX_ENTITIES}."
         )
     seen: dict[str, int] = {}
+    named: dict[str, tuple[int, str]] = {}
     for k, ent in enumerate(entities, start=1):
         obj = ent.object
         if obj is None:
             problems.append(f"Entity {k} has no empty; pick the empty it should follow.")
             continue
+        name = properties.entity_name(ent)
+        # The same empty twice is said below; two empties under one name is said here.
+        if name in named and named[name][1] != obj.name:
+            problems.append(
+                f"Entities {named[name][0]} and {k} are both named '{name}'; give each its own name "
+                "(the entity's Name field)."
+            )
+        named.setdefault(name, (k, obj.name))
         if obj.type != "EMPTY":
             kind = obj.type.lower()
             problems.append(f"Entity {k} uses '{obj.name}', which is a {kind}, not an empty; pick an empty.")
@@ -87,7 +96,7 @@ def shot_problems(scene: bpy.types.Scene) -> list[str]:
         seen.setdefault(obj.name, k)
         if len(obj.name) > MAX_NAME_CHARS:
             problems.append(f"The empty '{obj.name}' has a name longer than {MAX_NAME_CHARS} characters; rename it.")
-        problem = _prompt_problem(f"prompt of entity {k} ({obj.name})", ent.prompt)
+        problem = _prompt_problem(f"prompt of entity {k} ({name})", ent.prompt)
         if problem:
             problems.append(problem)
     problem = _prompt_problem("location prompt", settings.location_prompt)
@@ -98,6 +107,11 @@ def shot_problems(scene: bpy.types.Scene) -> list[str]:
             f"Annealed steps ({settings.annealed_steps}) cannot exceed the steps ({settings.steps}); lower them."
         )
     return problems
+
+
+def shot_label(scene: bpy.types.Scene) -> str:
+    """The shot's name as people read it: its Shot Name, else the scene's."""
+    return (scene.trajmaster.shot_name.strip() or scene.name)[:MAX_NAME_CHARS]
 
 
 def scene_fps(scene: bpy.types.Scene) -> float:
@@ -134,12 +148,13 @@ def build(context: bpy.types.Context, scene: bpy.types.Scene) -> Export:
         facing = ent.forward_axis
         items.append(
             {
-                "name": ent.object.name,
+                "name": properties.entity_name(ent)[:MAX_NAME_CHARS],
                 "prompt": ent.prompt.strip(),
                 "poses": poses.model_poses(slots[0], slots[k], facing, mapping),
                 "video_poses": poses.model_poses(video[0], video[k], facing, mapping),
                 "color": [round(float(c), 4) for c in ent.color],
                 "forward_axis": facing,
+                "height": round(float(ent.height), 3),
             }
         )
         tilts.append(poses.tilt_degrees(slots[k]))
@@ -152,7 +167,7 @@ def build(context: bpy.types.Context, scene: bpy.types.Scene) -> Export:
     )
     findings += checks.check_camera(video[0])
     job = jobfile.build_job(
-        scene_name=scene.name[:MAX_NAME_CHARS],
+        scene_name=shot_label(scene),
         frame_start=start,
         frame_end=end,
         scene_fps=scene_fps(scene),
@@ -170,6 +185,7 @@ def build(context: bpy.types.Context, scene: bpy.types.Scene) -> Export:
         camera={"name": camera.name[:MAX_NAME_CHARS], "context": context13, "video_context": context49},
         video=True,
         source={
+            "scene": scene.name,
             "blender": bpy.app.version_string,
             "blend_file": bpy.data.filepath or None,
             "addon": _addon_version(),

@@ -92,6 +92,16 @@ def busy() -> bool:
     return _active is not None
 
 
+# A second click this soon after Generate (or Regenerate) is the rest of a double click, not a
+# wish to start (or stop) again: it is ignored, and the panel says so.
+DOUBLE_CLICK_S = 1.0
+
+
+def just_started() -> bool:
+    """Whether the running job started less than DOUBLE_CLICK_S ago."""
+    return _active is not None and time.monotonic() - _active.started < DOUBLE_CLICK_S
+
+
 # --- starting --------------------------------------------------------------------------------
 
 
@@ -282,6 +292,8 @@ def _finish(kind: str, event: dict[str, Any], active: ActiveJob | None, context:
         return
     message = str(event.get("message") or "The generation failed.")
     hint = event.get("hint")
+    if event.get("code") == "missing_dependency" and active.job.get("engine") == "cogvideox":
+        message, hint = preferences.full_model_needed(message), None
     status.last_error = message + (f" {hint}" if hint and hint not in message else "")
     status.message = "Failed"
     status.fraction = 0.0
