@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import bpy
 import numpy as np
 import pytest
-import scenes
 from conftest import MODULE
+from test_blender_generate import takes, two_entity_shot
 from test_blender_preferences import FakeLayout
 
 from backend import job as jobfile
@@ -22,21 +22,6 @@ from backend import poses
 
 def module(name):
     return importlib.import_module(f"{MODULE}.addon.{name}")
-
-
-def takes(scene=None):
-    compat = module("compat")
-    editor = compat.sequencer_scene(bpy.context, scene or bpy.context.scene).sequence_editor
-    strips = compat.strips(editor) if editor else []
-    return sorted((s for s in strips if "trajmaster" in s), key=lambda s: s.name)
-
-
-def two_entity_shot(start=1, end=49):
-    scene = bpy.context.scene
-    cam = scenes.camera(scene)
-    walker = scenes.keyframed(scene, "Walker", start, end, y=2.0)
-    bear = scenes.keyframed(scene, "Bear", start, end, x0=3.0, x1=-1.0, y=5.0)
-    return scene, scenes.shot(scene, cam, [walker, bear], start, end)
 
 
 class PlacedLayout(FakeLayout):
@@ -123,7 +108,7 @@ def test_a_take_fills_the_height_of_a_wider_frame_and_a_button_sets_the_models_f
     scene.render.resolution_x, scene.render.resolution_y = 1920, 1080  # Blender's default frame
     sequencer = module("sequencer")
     job_export = module("job_export")
-    two_entity_shot()
+    two_entity_shot(1, 49)
     job = job_export.build(bpy.context, scene).job
     clip = solid_clip(tmp_path / "Scene_take_001.mp4")
     shot = sequencer.Shot("Scene", 1, 49, scene.name)
@@ -162,7 +147,7 @@ def test_a_take_fills_the_height_of_a_wider_frame_and_a_button_sets_the_models_f
 
 
 def test_a_double_click_on_generate_makes_one_take_and_cancels_nothing(blend, runner):
-    two_entity_shot()
+    two_entity_shot(1, 49)
     runner.use_worker = True
     generate = bpy.types.TRAJMASTER_PT_generate
     idle = draw_panel(generate)
@@ -212,7 +197,7 @@ def test_generate_and_what_it_says_come_right_after_the_entities(blend, runner):
 
 
 def test_show_in_folder_opens_the_takes_folder_with_its_video(blend, runner, tmp_path):
-    two_entity_shot()
+    two_entity_shot(1, 49)
     assert bpy.ops.trajmaster.generate() == {"FINISHED"}
     (strip,) = takes()
     video = blend.parent / "trajmaster" / "Scene" / "Scene_take_001.mp4"
@@ -244,7 +229,7 @@ def test_show_in_folder_opens_the_takes_folder_with_its_video(blend, runner, tmp
 
 def test_the_prompt_editor_shows_the_whole_prompt_and_counts_its_words(blend):
     scene = bpy.context.scene
-    two_entity_shot()
+    two_entity_shot(1, 49)
     long_prompt = (
         "a muscular chestnut horse with a long flowing black mane, a white blaze, four white socks and a "
         "worn leather saddle"
@@ -281,7 +266,7 @@ def _log(cls):
 def test_the_real_engine_on_a_preview_only_backend_names_the_button_to_press(blend, runner, monkeypatch, tmp_path):
     """This Python has no torch, like a Preview Only environment: the answer is in the panel's and
     the preferences' words, never a pip command line."""
-    _, settings = two_entity_shot()
+    _, settings = two_entity_shot(1, 49)
     settings.engine = "COGVIDEOX"
     with pytest.raises(RuntimeError) as raised:
         bpy.ops.trajmaster.generate()
@@ -317,7 +302,7 @@ def test_the_real_engine_on_a_preview_only_backend_names_the_button_to_press(ble
 
 
 def test_a_shot_name_names_the_takes_and_entity_names_label_them(blend, runner):
-    scene, settings = two_entity_shot()
+    scene, settings = two_entity_shot(1, 49)
     settings.shot_name = "Chase 3"
     settings.entities[0].display_name = "Horse"  # the second keeps its empty's name, Bear
     assert bpy.ops.trajmaster.generate() == {"FINISHED"}
@@ -353,7 +338,7 @@ def test_a_shot_name_names_the_takes_and_entity_names_label_them(blend, runner):
 
 
 def test_an_entity_height_travels_in_the_job_and_a_preview_take_says_it_ignores_the_seed(blend, runner):
-    scene, settings = two_entity_shot()
+    scene, settings = two_entity_shot(1, 49)
     assert settings.entities[0].height == pytest.approx(1.7), "a person until a preset or the user says"
     settings.entities[1].height = 0.6
     assert bpy.ops.trajmaster.generate() == {"FINISHED"}
@@ -379,7 +364,7 @@ def test_entity_heights_reach_the_preview_picture(blend, runner, tmp_path):
     frame is taller in the second (the backend reads entities[].height)."""
     import imageio_ffmpeg
 
-    _, settings = two_entity_shot()
+    _, settings = two_entity_shot(1, 49)
     settings.entities[1].color = (0.1, 0.45, 0.9)  # blue: the walker keeps the default orange
     tops = []
     for height in (0.6, 2.4):
