@@ -22,7 +22,7 @@ from bpy.props import BoolProperty
 from mathutils import Matrix
 
 from ..backend import poses
-from . import compat, job_export, runner
+from . import compat, job_export, runner, sequencer
 
 
 def rig_pose_matrix(camera_matrix: np.ndarray) -> np.ndarray:
@@ -45,6 +45,37 @@ def _rotation_driven(camera: bpy.types.Object) -> bool:
     if any(f.data_path.startswith(("rotation", "delta_rotation")) for f in curves):
         return True
     return any(c.enabled and c.influence > 0 for c in camera.constraints)
+
+
+def set_model_resolution(context: bpy.types.Context, scene: bpy.types.Scene) -> int:
+    """Make `scene` render the model's frame (720 x 480 at 100 %, square pixels) and fit its takes
+    to it again. Returns how many takes were fitted."""
+    render = scene.render
+    render.resolution_x, render.resolution_y = poses.MODEL_WIDTH, poses.MODEL_HEIGHT
+    render.resolution_percentage = 100
+    render.pixel_aspect_x = render.pixel_aspect_y = 1.0
+    return sequencer.fit_takes(context, scene)
+
+
+class TRAJMASTER_OT_match_model_resolution(bpy.types.Operator):
+    """Make the scene render the model's frame size, 720 x 480 at 100 %, so each take fills the \
+frame (other cameras of the scene render at that size too)"""
+
+    bl_idname = "trajmaster.match_model_resolution"
+    bl_label = "Set Output to 720 x 480"
+    bl_options: ClassVar[set[str]] = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return context.scene is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        # The scene whose sequencer holds the takes (5.x: the workspace's sequencer scene).
+        scene = compat.sequencer_scene(context, context.scene)
+        fitted = set_model_resolution(context, scene)
+        takes = f"; {fitted} take{'s' if fitted != 1 else ''} now fill the frame" if fitted else ""
+        self.report({"INFO"}, f"'{scene.name}' renders {poses.MODEL_WIDTH} x {poses.MODEL_HEIGHT}{takes}.")
+        return {"FINISHED"}
 
 
 class TRAJMASTER_OT_match_model_camera(bpy.types.Operator):
@@ -86,10 +117,7 @@ class TRAJMASTER_OT_match_model_camera(bpy.types.Operator):
         data.sensor_fit = "HORIZONTAL"
         # The model's principal point is the image centre; a lens shift would move the frame.
         data.shift_x = data.shift_y = 0.0
-        render = scene.render
-        render.resolution_x, render.resolution_y = poses.MODEL_WIDTH, poses.MODEL_HEIGHT
-        render.resolution_percentage = 100
-        render.pixel_aspect_x = render.pixel_aspect_y = 1.0
+        set_model_resolution(context, scene)
         text = (
             f"'{camera.name}' now sees what the model renders: {poses.MODEL_LENS_MM:g} mm lens, "
             f"{poses.MODEL_SENSOR_WIDTH_MM:g} mm sensor, {poses.MODEL_WIDTH} x {poses.MODEL_HEIGHT}"
@@ -123,7 +151,7 @@ def _missed_action(context: bpy.types.Context, scene: bpy.types.Scene) -> list[s
     return [f.message for f in found if f.code in ("camera_view", "out_of_view")]
 
 
-classes = (TRAJMASTER_OT_match_model_camera,)
+classes = (TRAJMASTER_OT_match_model_camera, TRAJMASTER_OT_match_model_resolution)
 
 
 # Blender's own helper: registers in order, unregisters in reverse.

@@ -24,6 +24,8 @@ import json
 import math
 import os
 import queue
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,6 +129,48 @@ def env_python(env_dir: str | os.PathLike[str], platform: str = sys.platform) ->
     if platform == "win32":
         return Path(env_dir) / "Scripts" / "python.exe"
     return Path(env_dir) / "bin" / "python"
+
+
+# Where the NVIDIA driver leaves files that say it is installed (besides nvidia-smi on PATH):
+# Linux's kernel module, WSL's driver folder, Windows's System32 and the older NVSMI folder.
+_NVIDIA_DRIVER_FILES = {
+    "linux": ("/proc/driver/nvidia/version", "/usr/lib/wsl/lib/nvidia-smi"),
+    "win32": (
+        r"%SystemRoot%\System32\nvidia-smi.exe",
+        r"%ProgramFiles%\NVIDIA Corporation\NVSMI\nvidia-smi.exe",
+    ),
+}
+
+
+def nvidia_gpu_found(
+    platform: str = sys.platform,
+    which: Any = shutil.which,
+    exists: Any = os.path.exists,
+    env: dict[str, str] | None = None,
+) -> bool:
+    """Whether this computer looks able to run the real model: an NVIDIA driver is installed.
+
+    Blender's Python has no torch to ask, and starting nvidia-smi at every Blender start would
+    cost a process (and can hang on a broken driver), so this only looks for the driver's files:
+    nvidia-smi on PATH, or the files the driver installs. CUDA cannot run without that driver,
+    so a computer without them needs Preview Only. macOS has no CUDA at all."""
+    if platform == "darwin":
+        return False
+    if which("nvidia-smi"):
+        return True
+    # Windows's variable names are case-insensitive (os.environ has them in upper case).
+    upper = {k.upper(): v for k, v in (os.environ if env is None else env).items()}
+    key = "win32" if platform == "win32" else "linux" if platform.startswith("linux") else ""
+    for pattern in _NVIDIA_DRIVER_FILES.get(key, ()):
+        path = re.sub(r"%([^%]+)%", lambda m: upper.get(m.group(1).upper(), m.group(0)), pattern)
+        if "%" not in path and exists(path):
+            return True
+    return False
+
+
+def default_choice(platform: str = sys.platform, **probe: Any) -> str:
+    """What Set Up Backend installs until the user picks: the Full Model only where it can run."""
+    return "FULL" if nvidia_gpu_found(platform, **probe) else "PREVIEW"
 
 
 def wants_cuda_index(platform: str = sys.platform) -> bool:
@@ -630,9 +674,14 @@ def doctor_facts(report: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def doctor_sentences(report: dict[str, Any]) -> list[tuple[str, str]]:
+def doctor_sentences(report: dict[str, Any], *, managed: bool = True) -> list[tuple[str, str]]:
     """(level, sentence) for each thing that stands between this Python and the real model;
-    level is 'ok', 'warning' or 'error'. The preview engine only needs the add-on's own packages."""
+    level is 'ok', 'warning', 'error', 'info' (a detail) or 'next' (what to do for more).
+
+    The preview engine only needs the add-on's own packages: a Python without torch (Preview
+    Only) is ready for it, and is told what the Full Model would add rather than warned about
+    what it lacks. `managed`: the Python is the extension's managed environment (Set Up Backend
+    can give it the Full Model)."""
     packages = report.get("packages", {})
     gpu = report.get("gpu", {})
     w = report.get("weights", {})
@@ -641,42 +690,48 @@ def doctor_sentences(report: dict[str, Any]) -> list[tuple[str, str]]:
     if report.get("ready"):
         out.append(("ok", "Ready: the real model (CogVideoX-5B + 3DTrajMaster) can run with this Python."))
     if not packages.get("torch"):
+        how = (
+            "choose Full Model above and press Update Backend (about 6 GB)"
+            if managed
+            else "install the Full Model's packages into this Python, or use the Managed Environment with Full Model"
+        )
+        out.append(("ok", "The preview engine is ready: set Engine to Preview in the TrajMaster panel and Generate."))
+        out.append(
+            (
+                "next",
+                "The Full Model would add the real model, CogVideoX-5B + 3DTrajMaster: "
+                f"{how}, then Download Weights (about 24 GB). It needs {GPU_NEED}.",
+            )
+        )
+        return out
+    missing = [name for name, version in packages.items() if not version]
+    if missing:
+        out.append(
+            (
+                "error",
+                f"Missing packages for the real model ({', '.join(missing)}): set up the backend again with "
+                "Full Model, or pip install them into this Python.",
+            )
+        )
+    if not gpu.get("cuda"):
+        if gpu.get("cuda_build"):
+            what = "torch sees no NVIDIA GPU; check the driver"
+        else:
+            what = "this torch is a CPU-only build"
         out.append(
             (
                 "warning",
-                "torch is not installed in this Python: the preview engine works; the real model needs the "
-                f"Full Model environment (Set Up Backend with Full Model) and {GPU_NEED}.",
+                f"No GPU for the real model ({what}): the preview engine works; the real model needs {GPU_NEED}.",
             )
         )
-    else:
-        missing = [name for name, version in packages.items() if not version]
-        if missing:
-            out.append(
-                (
-                    "error",
-                    f"Missing packages for the real model ({', '.join(missing)}): set up the backend again with "
-                    "Full Model, or pip install them into this Python.",
-                )
+    elif gpu.get("vram_total_bytes", 0) < 4 * GIB:
+        out.append(
+            (
+                "warning",
+                f"The GPU has only {_gib(gpu.get('vram_total_bytes', 0))} of VRAM: the real model needs about "
+                "4 GiB even in Low memory mode.",
             )
-        if not gpu.get("cuda"):
-            if gpu.get("cuda_build"):
-                what = "torch sees no NVIDIA GPU; check the driver"
-            else:
-                what = "this torch is a CPU-only build"
-            out.append(
-                (
-                    "warning",
-                    f"No GPU for the real model ({what}): the preview engine works; the real model needs {GPU_NEED}.",
-                )
-            )
-        elif gpu.get("vram_total_bytes", 0) < 4 * GIB:
-            out.append(
-                (
-                    "warning",
-                    f"The GPU has only {_gib(gpu.get('vram_total_bytes', 0))} of VRAM: the real model needs about "
-                    "4 GiB even in Low memory mode.",
-                )
-            )
+        )
     if not w.get("ok"):
         out.append(
             (

@@ -16,10 +16,10 @@ import numpy as np
 
 from ..backend import checks, poses, timeplan
 from ..backend import job as jobfile
-from . import keys, presence, sampling
+from . import keys, presence, properties, sampling
 
 MAX_PROMPT_CHARS = 600
-MAX_NAME_CHARS = 63
+MAX_NAME_CHARS = properties.MAX_NAME_CHARS
 GOOD_WORDS = (15, 24)
 
 
@@ -74,7 +74,7 @@ def shot_problems(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer | None
     for k, ent in enumerate(settings.entities, start=1):
         if ent.object is None:
             continue
-        problem = _prompt_problem(f"prompt of entity {k} ({ent.object.name})", ent.prompt)
+        problem = _prompt_problem(f"prompt of entity {k} ({properties.entity_name(ent)})", ent.prompt)
         if problem:
             problems.append(problem)
     problem = _prompt_problem("location prompt", settings.location_prompt)
@@ -115,11 +115,20 @@ def _structure_problems(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer 
             f"remove {len(entities) - jobfile.MAX_ENTITIES}."
         )
     seen: dict[str, int] = {}
+    named: dict[str, tuple[int, str]] = {}
     for k, ent in enumerate(entities, start=1):
         obj = ent.object
         if obj is None:
             problems.append(f"Entity {k} has no empty; pick the empty it should follow.")
             continue
+        name = properties.entity_name(ent)
+        # The same empty twice is said below; two empties under one name is said here.
+        if name in named and named[name][1] != obj.name:
+            problems.append(
+                f"Entities {named[name][0]} and {k} are both named '{name}'; give each its own name "
+                "(the entity's Name field)."
+            )
+        named.setdefault(name, (k, obj.name))
         if obj.type != "EMPTY":
             kind = obj.type.lower()
             problems.append(f"Entity {k} uses '{obj.name}', which is a {kind}, not an empty; pick an empty.")
@@ -137,6 +146,11 @@ def _structure_problems(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer 
                 "or remove the entity."
             )
     return problems
+
+
+def shot_label(scene: bpy.types.Scene) -> str:
+    """The shot's name as people read it: its Shot Name, else the scene's."""
+    return (scene.trajmaster.shot_name.strip() or scene.name)[:MAX_NAME_CHARS]
 
 
 def scene_fps(scene: bpy.types.Scene) -> float:
@@ -195,10 +209,11 @@ def entity_poses(sampled: Sampled) -> list[dict[str, Any]]:
         facing = ent.forward_axis
         items.append(
             {
-                "name": ent.object.name,
+                "name": properties.entity_name(ent)[:MAX_NAME_CHARS],
                 "poses": poses.model_poses(cam_slots, sampled.slots[k], facing, sampled.mapping),
                 "video_poses": poses.model_poses(cam_video, sampled.video[k], facing, sampled.mapping),
                 "forward_axis": facing,
+                "height": round(float(ent.height), 3),
             }
         )
     return items
@@ -255,13 +270,14 @@ def build(context: bpy.types.Context, scene: bpy.types.Scene) -> Export:
         item["color"] = [round(float(c), 4) for c in ent.color]
     found = findings(sampled, items)
     job = jobfile.build_job(
-        scene_name=scene.name[:MAX_NAME_CHARS],
+        scene_name=shot_label(scene),
         frame_start=start,
         frame_end=end,
         scene_fps=scene_fps(scene),
         location=settings.location_prompt.strip(),
         entities=[
-            {key: i[key] for key in ("name", "prompt", "poses", "video_poses", "color", "forward_axis")} for i in items
+            {key: i[key] for key in ("name", "prompt", "poses", "video_poses", "color", "forward_axis", "height")}
+            for i in items
         ],
         pose_mapping=sampled.mapping,
         engine=settings.engine.lower(),
@@ -279,6 +295,7 @@ def build(context: bpy.types.Context, scene: bpy.types.Scene) -> Export:
         },
         video=True,
         source={
+            "scene": scene.name,
             "blender": bpy.app.version_string,
             "blend_file": bpy.data.filepath or None,
             "addon": _addon_version(),

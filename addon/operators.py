@@ -7,24 +7,41 @@ an ERROR report also makes `bpy.ops.trajmaster.*` raise in scripts, so farms not
 from __future__ import annotations
 
 import json
+import os
 import random
+import textwrap
 from pathlib import Path
 from typing import ClassVar
 
 import bpy
-from bpy.props import BoolProperty, StringProperty
+from bpy.props import BoolProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
 
 from ..backend import job as jobfile
-from . import job_export, outputs, properties, runner, sequencer, status_scope
+from . import file_browser, job_export, outputs, properties, runner, sequencer, status_scope
+
+# The prompt editor: wide enough for a 24-word prompt on two lines (about 7.5 px a character).
+PROMPT_DIALOG_WIDTH = 640
+PROMPT_DIALOG_CHARS = 100
 
 
 def _fail(op: bpy.types.Operator, message: str, *subject: object) -> set[str]:
     """Report `message` and show it in the panel as being about `subject` (status_scope.py; default:
     the open file)."""
     runner.status.say("last_error", message, *subject)
+    if not runner.busy():
+        runner.status.message = ""  # an earlier "Added ..." is not what just happened
     op.report({"ERROR"}, message)
     return {"CANCELLED"}
+
+
+def _busy(op: bpy.types.Operator) -> set[str]:
+    """Generate or Regenerate while a take renders: the second click of a double click (within a
+    second) is ignored with a note in the status bar; a later one is refused."""
+    if runner.just_started():
+        op.report({"INFO"}, "Already generating: a second click within a second is ignored.")
+        return {"CANCELLED"}
+    return _fail(op, "A generation is already running; wait for it to finish or press Cancel.")
 
 
 def _shot(scene: bpy.types.Scene) -> sequencer.Shot:
@@ -56,7 +73,7 @@ class TRAJMASTER_OT_generate(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         if runner.busy():
-            return _fail(self, "A generation is already running; wait for it to finish or press Cancel.")
+            return _busy(self)
         export = _export(self, context)
         if export is None:
             return {"CANCELLED"}
@@ -241,7 +258,7 @@ class TRAJMASTER_OT_regenerate(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         if runner.busy():
-            return _fail(self, "A generation is already running; wait for it to finish or press Cancel.")
+            return _busy(self)
         info = _selected_take(self, context)
         if info is None:
             return {"CANCELLED"}
@@ -282,6 +299,91 @@ class TRAJMASTER_OT_open_job(bpy.types.Operator):
                 area.spaces.active.text = text
                 break
         self.report({"INFO"}, f"Opened {Path(path).name} in the Text Editor")
+        return {"FINISHED"}
+
+
+class TRAJMASTER_OT_show_take_in_folder(bpy.types.Operator):
+    """Open the take's folder in the system's file browser, with its video selected where the \
+system allows it"""
+
+    bl_idname = "trajmaster.show_take_in_folder"
+    bl_label = "Show in Folder"
+
+    strip: StringProperty(
+        name="Take", description="The take strip's name; empty: the active strip", options={"SKIP_SAVE"}
+    )
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        strip, info = sequencer.take_named(context, self.strip) if self.strip else sequencer.selected_take(context)
+        if info is None:
+            return _fail(self, "Select a TrajMaster take in the sequencer first.")
+        video = sequencer.take_video(strip)
+        if not video.parent.is_dir():
+            return _fail(self, f"The take's folder {video.parent} is gone; it was moved or deleted.")
+        if not video.exists():
+            self.report({"WARNING"}, f"The take's video {video.name} is gone from {video.parent}; showing the folder.")
+        else:
+            self.report({"INFO"}, f"{video}")
+        if bpy.app.background:
+            return {"FINISHED"}  # no file browser to open: the path is the report
+        if not (video.exists() and file_browser.reveal(video)):
+            bpy.ops.wm.path_open(filepath=str(video.parent) + os.sep)
+        return {"FINISHED"}
+
+
+class TRAJMASTER_OT_edit_prompt(bpy.types.Operator):
+    """Edit the prompt in a wide window that shows all of it and counts its words"""
+
+    bl_idname = "trajmaster.edit_prompt"
+    bl_label = "Edit Prompt"
+    bl_options: ClassVar[set[str]] = {"REGISTER", "UNDO"}
+
+    entity: IntProperty(
+        name="Entity",
+        default=-1,
+        min=-1,
+        description="Index of the entity; -1: the location prompt",
+        options={"SKIP_SAVE"},
+    )
+    text: StringProperty(name="Prompt", options={"SKIP_SAVE"})
+
+    def _target(self, context: bpy.types.Context) -> tuple[bpy.types.PropertyGroup, str, str] | None:
+        settings = context.scene.trajmaster
+        if self.entity < 0:
+            return settings, "location_prompt", "Location"
+        if self.entity < len(settings.entities):
+            item = settings.entities[self.entity]
+            return item, "prompt", properties.entity_name(item) or f"Entity {self.entity + 1}"
+        return None
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        target = self._target(context)
+        if target is None:
+            return _fail(self, "There is no such entity; add one in the Entities list first.")
+        owner, prop, title = target
+        self.text = getattr(owner, prop)
+        return context.window_manager.invoke_props_dialog(
+            self, width=PROMPT_DIALOG_WIDTH, title=f"Prompt: {title}", confirm_text="Apply"
+        )
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.activate_init = True  # the text field is ready to type into
+        layout.prop(self, "text", text="")
+        # The whole prompt, wrapped: the field above scrolls, this shows every word at once.
+        col = layout.box().column(align=True)
+        for line in textwrap.wrap(self.text, PROMPT_DIALOG_CHARS) or ["(empty)"]:
+            col.label(text=line)
+        hint = job_export.word_hint(self.text)
+        words = jobfile.word_count(self.text)
+        layout.label(text=hint or f"{words} words", icon="INFO" if hint else "CHECKMARK" if words else "BLANK1")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        target = self._target(context)
+        if target is None:
+            return _fail(self, "There is no such entity; add one in the Entities list first.")
+        owner, prop, _ = target
+        setattr(owner, prop, self.text)
         return {"FINISHED"}
 
 
@@ -326,6 +428,8 @@ classes = (
     TRAJMASTER_OT_clear_error,
     TRAJMASTER_OT_regenerate,
     TRAJMASTER_OT_open_job,
+    TRAJMASTER_OT_show_take_in_folder,
+    TRAJMASTER_OT_edit_prompt,
     TRAJMASTER_OT_add_pending_take,
 )
 

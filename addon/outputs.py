@@ -1,6 +1,6 @@
 """Where a scene's takes and job files go, and what the next take is called.
 
-Takes go to `//trajmaster/{scene}/` next to the saved .blend (or `{output folder}/{scene}/`
+Takes go to `//trajmaster/{shot}/` next to the saved .blend (or `{output folder}/{shot}/`
 when the preferences name one); an unsaved file uses a temporary folder of its own, with a warning
 (its takes are copied next to the .blend when it is saved: temp_takes.py). The next take number
 is one above every take of the shot on disk *and* in the sequencer, so a new take never reuses a
@@ -33,8 +33,8 @@ class OutputError(RuntimeError):
 
 
 def shot_name(scene: bpy.types.Scene) -> str:
-    """The shot's file-safe name (the backend names takes the same way)."""
-    return takes.safe_stem(scene.name)
+    """The shot's file-safe name: its Shot Name, else the scene's (the backend names takes the same way)."""
+    return takes.safe_stem(scene.trajmaster.shot_name.strip() or scene.name)
 
 
 def takes_root(context: bpy.types.Context | None = None, blend_path: str | None = None) -> Path | None:

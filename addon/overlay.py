@@ -29,7 +29,7 @@ import numpy as np
 from bpy.app.handlers import persistent
 
 from ..backend import timeplan
-from . import compat, job_export, overlay_geometry, presence, redraw, sampling
+from . import compat, job_export, overlay_geometry, presence, properties, redraw, sampling
 
 DEBOUNCE_S = 0.15
 # Related objects (parents, constraint and driver targets) followed this many links deep.
@@ -125,7 +125,10 @@ def settings_key(scene: bpy.types.Scene) -> tuple:
         settings.frame_start,
         settings.frame_end,
         sampling.metres_per_unit(scene),
-        tuple((e.object.name, e.forward_axis, tuple(round(c, 4) for c in e.color)) for e in items),
+        tuple(
+            (e.object.name, properties.entity_name(e), e.forward_axis, tuple(round(c, 4) for c in e.color))
+            for e in items
+        ),
     )
 
 
@@ -253,7 +256,9 @@ def _sample(context: bpy.types.Context, scene: bpy.types.Scene) -> overlay_geome
     slots, video = mats[:, :n], mats[:, n:]
     first = 1 if camera else 0
     inputs = [
-        overlay_geometry.EntityInput(e.object.name, tuple(e.color), e.forward_axis, slots[first + k], video[first + k])
+        overlay_geometry.EntityInput(
+            properties.entity_name(e), tuple(e.color), e.forward_axis, slots[first + k], video[first + k]
+        )
         for k, e in enumerate(items)
     ]
     geometry = overlay_geometry.build(

@@ -46,6 +46,7 @@ class TRAJMASTER_PT_main(_View3DPanel, bpy.types.Panel):
         scene = context.scene
         settings = scene.trajmaster
         col = layout.column()
+        col.prop(settings, "shot_name", placeholder=scene.name)
         col.prop(settings, "camera")
         if settings.camera is None:
             col.label(text=f"Scene camera: {scene.camera.name}" if scene.camera else "No scene camera", icon="INFO")
@@ -54,7 +55,9 @@ class TRAJMASTER_PT_main(_View3DPanel, bpy.types.Panel):
         sub.prop(settings, "frame_end", text="End")
         if settings.use_custom_range:
             col.operator("trajmaster.reset_range", icon="LOOP_BACK")
-        col.prop(settings, "location_prompt")
+        row = col.row(align=True)
+        row.prop(settings, "location_prompt")
+        row.operator("trajmaster.edit_prompt", text="", icon="GREASEPENCIL").entity = -1
 
 
 class TRAJMASTER_UL_entities(bpy.types.UIList):
@@ -63,7 +66,7 @@ class TRAJMASTER_UL_entities(bpy.types.UIList):
         swatch = row.row(align=True)
         swatch.ui_units_x = 1.2
         swatch.prop(item, "color", text="", emboss=True)
-        name = item.object.name if item.object else "(no empty)"
+        name = properties.entity_name(item) or "(no empty)"
         words = jobfile.word_count(item.prompt)
         scene = data.id_data
         # Blender's convention for something broken in a list: the row in red, saying so.
@@ -107,11 +110,15 @@ class TRAJMASTER_PT_entities(_View3DPanel, bpy.types.Panel):
                     alert = box.column()
                     alert.alert = True
                     _wrapped(alert, context, f"'{item.object.name}' {missing}.", icon="ERROR")
-            box.prop(item, "prompt")
+            box.prop(item, "display_name", placeholder=item.object.name if item.object else "")
+            row = box.row(align=True)
+            row.prop(item, "prompt")
+            row.operator("trajmaster.edit_prompt", text="", icon="GREASEPENCIL").entity = settings.active_entity_index
             hint = job_export.word_hint(item.prompt)
             words = jobfile.word_count(item.prompt)
             box.label(text=hint or f"{words} words", icon="INFO" if hint else "CHECKMARK" if words else "BLANK1")
             box.row().prop(item, "forward_axis", expand=True)
+            box.prop(item, "height", text="Height (m)")
             box.prop(item, "color")
         findings = runner.findings_for(scene)
         if findings:
@@ -136,50 +143,59 @@ class TRAJMASTER_PT_sampling(_View3DPanel, bpy.types.Panel):
         layout.use_property_decorate = False
         settings = context.scene.trajmaster
         col = layout.column()
-        col.prop(settings, "engine")
         col.prop(settings, "pose_mapping")
+        # The preview draws the poses and ignores the seed and the sampler: greyed out, and said.
+        real = settings.engine == "COGVIDEOX"
         row = col.row(align=True)
+        row.enabled = real
         row.prop(settings, "seed")
         row.operator("trajmaster.randomize_seed", text="", icon="FILE_REFRESH")
         sub = col.column(align=True)
-        sub.enabled = settings.engine == "COGVIDEOX"
+        sub.enabled = real
         sub.prop(settings, "steps")
         sub.prop(settings, "guidance_scale")
         sub.prop(settings, "lora_scale")
         sub.prop(settings, "annealed_steps")
+        if not real:
+            col.label(text="The preview engine ignores the seed and these settings", icon="INFO")
 
 
 class TRAJMASTER_PT_generate(_View3DPanel, bpy.types.Panel):
     bl_label = "Generate"
     bl_parent_id = MAIN
-    bl_order = 30
+    # Right after the entities, above the helpers (presets, viewport, model settings): Generate and
+    # what it says (progress, the take it added, an error) stay in view on a 900 px high screen.
+    bl_order = 11
     bl_options: ClassVar[set[str]] = {"HIDE_HEADER"}
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         status = runner.status
+        layout.row().prop(context.scene.trajmaster, "engine", expand=True)
         row = layout.row(align=True)
         row.scale_y = 1.4
         if runner.busy():
-            row.operator("trajmaster.cancel", icon="CANCEL")
+            # The progress bar takes Generate's place, and Cancel goes below it: the second click
+            # of a double click on Generate lands on the bar, not on Cancel.
             text = status.message or status.stage.capitalize()
             if status.total:
                 text = f"{status.stage.capitalize()} {status.step}/{status.total}{_eta(status.eta_s)}"
-            compat.draw_progress(layout, status.fraction, text)
+            compat.draw_progress(row, status.fraction, text)
+            layout.operator("trajmaster.cancel", icon="CANCEL")
         else:
             row.operator("trajmaster.generate", icon="RENDER_ANIMATION")
             if status.message:
                 layout.label(text=status.message, icon="CHECKMARK" if status.message.startswith("Added") else "INFO")
-        if status.pending:
-            layout.operator("trajmaster.add_pending_take", icon="SEQ_SEQUENCER")
-        if status.info:
-            _wrapped(layout.column(align=True), context, status.info, icon="INFO")
         if status.last_error:
             box = layout.box()
             _wrapped(box.column(align=True), context, status.last_error, icon="ERROR")
             row = box.row(align=True)
             row.operator("trajmaster.copy_error", icon="COPYDOWN")
             row.operator("trajmaster.clear_error", icon="X")
+        if status.pending:
+            layout.operator("trajmaster.add_pending_take", icon="SEQ_SEQUENCER")
+        if status.info:
+            _wrapped(layout.column(align=True), context, status.info, icon="INFO")
         layout.operator("trajmaster.export_job", icon="EXPORT")
 
 
@@ -206,8 +222,25 @@ class TRAJMASTER_PT_take(bpy.types.Panel):
         _wrapped(col, context, f"Location: {info['location']}", icon="WORLD")
         row = layout.row(align=True)
         row.operator("trajmaster.regenerate", icon="FILE_REFRESH").new_seed = True
-        row.operator("trajmaster.regenerate", text="Same Seed").new_seed = False
-        layout.operator("trajmaster.open_job", icon="TEXT")
+        if info["engine"] == "preview":
+            # Same poses, same picture: a preview take does not depend on the seed.
+            _wrapped(layout, context, "The preview ignores the seed: a regenerated preview is the same video.", "INFO")
+        else:
+            row.operator("trajmaster.regenerate", text="Same Seed").new_seed = False
+        row = layout.row(align=True)
+        row.operator("trajmaster.open_job", icon="TEXT")
+        row.operator("trajmaster.show_take_in_folder", icon="FILE_FOLDER")
+        target = compat.sequencer_scene(context, context.scene)
+        frame = target.render
+        if not sequencer.model_frame(target):
+            box = layout.box()
+            _wrapped(
+                box.column(align=True),
+                context,
+                f"The scene renders {frame.resolution_x} x {frame.resolution_y}: the take is scaled to fit it.",
+                icon="INFO",
+            )
+            box.operator("trajmaster.match_model_resolution", icon="FULLSCREEN_EXIT")
         if runner.status.last_error:
             _wrapped(layout.column(align=True), context, runner.status.last_error, icon="ERROR")
 

@@ -13,7 +13,7 @@ The weights folder, memory mode and compile choice reach the backend as `--weigh
 from __future__ import annotations
 
 import os
-import sys
+import re
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
@@ -102,8 +102,9 @@ class TRAJMASTER_AP_preferences(bpy.types.AddonPreferences):
                 "6 GB, needs an NVIDIA GPU",
             ),
         ),
-        # macOS has no CUDA: the real model cannot run there.
-        default="PREVIEW" if sys.platform == "darwin" else "FULL",
+        # The Full Model only where an NVIDIA driver is installed (env_setup.nvidia_gpu_found): a
+        # newcomer's first click must not start a 6 GB install that cannot run on their computer.
+        default=env_setup.default_choice(),
         description="What the managed environment installs",
     )
     weights_folder: StringProperty(
@@ -177,6 +178,33 @@ def backend_python(context: bpy.types.Context | None = None) -> str:
             f"TrajMaster Previz, or set the {ENV_PYTHON} environment variable."
         )
     return value
+
+
+PREFERENCES_PATH = "Edit > Preferences > Add-ons > TrajMaster Previz"
+
+
+def full_model_needed(backend_message: str, context: bpy.types.Context | None = None) -> str:
+    """The CogVideoX engine ran on a backend Python without the real model's packages (the
+    backend's `missing_dependency` error): one sentence in the UI's words, saying which button
+    gives that Python the Full Model, instead of the backend's pip command line."""
+    found = re.search(r"package '([^']+)'", backend_message)
+    package = f"the package '{found.group(1)}'" if found else "packages"
+    preview = "or set Engine to Preview."
+    if os.environ.get(ENV_PYTHON, "").strip():
+        return (
+            f"The CogVideoX engine needs {package}, which the backend Python set by {ENV_PYTHON} does not have: "
+            f"point {ENV_PYTHON} at a Full Model environment, {preview}"
+        )
+    prefs = preferences(context)
+    if prefs is not None and prefs.python_source == CUSTOM:
+        return (
+            f"The CogVideoX engine needs {package}, which the existing Python chosen in {PREFERENCES_PATH} does "
+            f"not have: choose Managed Environment with Full Model there and press Set Up Backend, {preview}"
+        )
+    return (
+        f"The CogVideoX engine needs the Full Model backend, and this one is Preview Only: in {PREFERENCES_PATH} "
+        f"choose Full Model, press Update Backend (about 6 GB) and then Download Weights, {preview}"
+    )
 
 
 def default_weights_dir() -> str:

@@ -95,6 +95,65 @@ def _rebuild_items(lib: presets.PresetLibrary) -> None:
     _location_items[:] = [(p.name, p.name, p.prompt) for p in sorted(lib.locations.values(), key=lambda p: p.name)]
 
 
+# Between a preset's name and its text in the search fields' lists.
+SEARCH_SEPARATOR = " \u00b7 "
+
+
+def _matches(words: list[str], *fields: str) -> bool:
+    text = " ".join(fields).lower()
+    return all(word in text for word in words)
+
+
+def entity_candidates(text: str) -> list[str]:
+    """The entity presets whose name, kind or prompt holds every word of `text`, as
+    "name · prompt" for the search field's list: the prompt is shown before it is picked, and
+    Blender, which filters a search list again by the words typed, matches its words too ("dog"
+    finds the Golden retriever, "a dog with a long golden coat, ...")."""
+    words = text.lower().split()
+    found = [p for p in library().entities.values() if _matches(words, p.name, p.category, p.prompt)]
+    return [f"{p.name}{SEARCH_SEPARATOR}{p.prompt}" for p in sorted(found, key=lambda p: (p.category, p.name))]
+
+
+def location_candidates(text: str) -> list[str]:
+    """The location presets whose name or prompt holds every word of `text`, as "name · prompt"."""
+    words = text.lower().split()
+    found = sorted((p for p in library().locations.values() if _matches(words, p.name, p.prompt)), key=lambda p: p.name)
+    return [f"{p.name}{SEARCH_SEPARATOR}{p.prompt}" for p in found]
+
+
+def _picked_name(value: str) -> str:
+    """The preset name of a search field's value ("name · prompt", or a bare name from a script)."""
+    return value.split(SEARCH_SEPARATOR, 1)[0]
+
+
+def apply_entity_preset(item: bpy.types.PropertyGroup, preset: presets.EntityPreset) -> None:
+    """What picking an entity preset does: its prompt, and its typical height for the preview."""
+    item.prompt = preset.prompt
+    item.height = preset.height
+
+
+def entity_preset_picked(settings: bpy.types.PropertyGroup) -> None:
+    """The Presets panel's entity search field got a name: fill the active entity, empty the field."""
+    name = _picked_name(settings.entity_preset)
+    if not name:
+        return
+    found = library().entities.get(name)
+    item = _active_entity(settings, -1)
+    if found is not None and item is not None:
+        apply_entity_preset(item, found)
+    settings.entity_preset = ""  # ready for the next search (this update then returns at once)
+
+
+def location_preset_picked(settings: bpy.types.PropertyGroup) -> None:
+    name = _picked_name(settings.location_preset)
+    if not name:
+        return
+    found = library().locations.get(name)
+    if found is not None:
+        settings.location_prompt = found.prompt
+    settings.location_preset = ""
+
+
 def _entity_enum(self: bpy.types.Operator, context: bpy.types.Context | None) -> list[tuple[str, str, str]]:
     library()
     return _entity_items
@@ -260,7 +319,7 @@ def _active_entity(settings: bpy.types.PropertyGroup, index: int) -> bpy.types.P
 
 
 class TRAJMASTER_OT_pick_entity_prompt(bpy.types.Operator):
-    """Fill the active entity's prompt from a preset (search by name or kind)"""
+    """Fill the active entity's prompt and height from a preset (search by name or kind)"""
 
     bl_idname = "trajmaster.pick_entity_prompt"
     bl_label = "Entity Prompt Preset"
@@ -277,6 +336,14 @@ class TRAJMASTER_OT_pick_entity_prompt(bpy.types.Operator):
             return False
         return True
 
+    @classmethod
+    def description(cls, context: bpy.types.Context, props: bpy.types.OperatorProperties) -> str:
+        # The tooltip of each item of the presets menu: the prompt itself, before it is picked.
+        found = library().entities.get(props.preset) if props.preset else None
+        if found is None:
+            return cls.__doc__
+        return f"{found.prompt}. ({found.height:g} m tall in the preview.)"
+
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         context.window_manager.invoke_search_popup(self)
         return {"RUNNING_MODAL"}
@@ -288,7 +355,7 @@ class TRAJMASTER_OT_pick_entity_prompt(bpy.types.Operator):
             return _fail(self, "There is no such entity; add one in the Entities list first.")
         if found is None:
             return _fail(self, f"There is no entity preset named {self.preset!r}; reload the presets.")
-        item.prompt = found.prompt
+        apply_entity_preset(item, found)
         self.report({"INFO"}, f"Prompt: {found.prompt}")
         return {"FINISHED"}
 
@@ -306,6 +373,11 @@ class TRAJMASTER_OT_pick_location_prompt(bpy.types.Operator):
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         return context.scene is not None
+
+    @classmethod
+    def description(cls, context: bpy.types.Context, props: bpy.types.OperatorProperties) -> str:
+        found = library().locations.get(props.preset) if props.preset else None
+        return found.prompt if found is not None else cls.__doc__
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         context.window_manager.invoke_search_popup(self)
@@ -455,7 +527,7 @@ def build_example_shot(context: bpy.types.Context, scene: bpy.types.Scene, shot:
         obj = _reusable(scene, entry.label, "EMPTY", shot.name) or _new_empty(context, scene, entry.label, shot.name)
         item = settings.entities.add()
         item.object = obj
-        item.prompt = lib.entities[entry.entity].prompt
+        apply_entity_preset(item, lib.entities[entry.entity])
         item.color = entry.color or properties.ENTITY_COLORS[k % len(properties.ENTITY_COLORS)]
         item.forward_axis = "NEG_Y"
         empties.append(obj)
@@ -575,6 +647,37 @@ class TRAJMASTER_MT_template_roles(bpy.types.Menu):
                 op.template, op.template_entity = t.name, k
 
 
+class TRAJMASTER_MT_entity_prompts(bpy.types.Menu):
+    """Every entity preset, a column per kind; each one's prompt shows as its tooltip"""
+
+    bl_idname = "TRAJMASTER_MT_entity_prompts"
+    bl_label = "Entity Prompt Presets"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        kinds: dict[str, list[presets.EntityPreset]] = {}
+        for preset in sorted(library().entities.values(), key=lambda p: p.name):
+            kinds.setdefault(preset.category, []).append(preset)
+        row = self.layout.row()
+        for kind in sorted(kinds):
+            col = row.column()
+            col.label(text=kind.capitalize())
+            for preset in kinds[kind]:
+                col.operator(TRAJMASTER_OT_pick_entity_prompt.bl_idname, text=preset.name).preset = preset.name
+
+
+class TRAJMASTER_MT_location_prompts(bpy.types.Menu):
+    """Every location preset; each one's prompt shows as its tooltip"""
+
+    bl_idname = "TRAJMASTER_MT_location_prompts"
+    bl_label = "Location Prompt Presets"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        names = sorted(library().locations)
+        flow = self.layout.column_flow(columns=max(1, (len(names) + 11) // 12))
+        for name in names:
+            flow.operator(TRAJMASTER_OT_pick_location_prompt.bl_idname, text=name).preset = name
+
+
 class TRAJMASTER_MT_example_shots(bpy.types.Menu):
     bl_idname = "TRAJMASTER_MT_example_shots"
     bl_label = "Example Shots"
@@ -599,12 +702,18 @@ class TRAJMASTER_PT_presets(bpy.types.Panel):
         lib = library()
         item = _active_entity(settings, -1)
         col = layout.column(align=True)
+        # A search field (any word of a preset's text finds it) and, beside it, the whole list,
+        # whose tooltips show each prompt before it is picked.
         if item is not None:
-            name = item.object.name if item.object else f"entity {settings.active_entity_index + 1}"
-            col.operator(TRAJMASTER_OT_pick_entity_prompt.bl_idname, text=f"Prompt for {name}", icon="VIEWZOOM")
+            name = properties.entity_name(item) or f"entity {settings.active_entity_index + 1}"
+            row = col.row(align=True)
+            row.prop(settings, "entity_preset", text="", icon="VIEWZOOM", placeholder=f"Prompt for {name}")
+            row.menu(TRAJMASTER_MT_entity_prompts.bl_idname, text="", icon="PRESET")
         else:
             col.label(text="Add an entity to pick its prompt", icon="INFO")
-        col.operator(TRAJMASTER_OT_pick_location_prompt.bl_idname, text="Location Prompt", icon="VIEWZOOM")
+        row = col.row(align=True)
+        row.prop(settings, "location_preset", text="", icon="VIEWZOOM", placeholder="Location prompt")
+        row.menu(TRAJMASTER_MT_location_prompts.bl_idname, text="", icon="PRESET")
         col = layout.column(align=True)
         col.menu(TRAJMASTER_MT_templates.bl_idname, text="Apply Trajectory Template", icon="CURVE_PATH")
         col.menu(TRAJMASTER_MT_template_roles.bl_idname, text="One Role to the Active Entity", icon="EMPTY_ARROWS")
@@ -625,6 +734,8 @@ classes = (
     TRAJMASTER_OT_load_example_shot,
     TRAJMASTER_OT_reload_presets,
     TRAJMASTER_OT_open_presets_folder,
+    TRAJMASTER_MT_entity_prompts,
+    TRAJMASTER_MT_location_prompts,
     TRAJMASTER_MT_templates,
     TRAJMASTER_MT_template_roles,
     TRAJMASTER_MT_example_shots,

@@ -43,7 +43,29 @@ def _is_camera(self: bpy.types.PropertyGroup, obj: bpy.types.Object) -> bool:
     return obj.type == "CAMERA"
 
 
+# Names travel in the job (backend/job.schema.json, $defs.name: 1-63 characters).
+MAX_NAME_CHARS = 63
+# A person's height (metres): an entity's height until a preset or the user sets it.
+DEFAULT_HEIGHT = 1.7
+
+
 class TRAJMASTER_PG_entity(bpy.types.PropertyGroup):
+    display_name: StringProperty(
+        name="Name",
+        maxlen=MAX_NAME_CHARS,
+        description="What the entity is called in take labels, the preview and warnings; empty: its empty's name",
+    )
+    height: FloatProperty(
+        name="Height",
+        default=DEFAULT_HEIGHT,
+        min=0.05,
+        max=100.0,
+        soft_max=10.0,
+        step=10,
+        precision=2,
+        description="How tall the entity is, in metres: the preview engine draws it this tall (a dog 0.6, a "
+        "horse 2.2). Entity presets set it; the model itself does not use it",
+    )
     object: PointerProperty(
         name="Empty",
         type=bpy.types.Object,
@@ -70,6 +92,37 @@ class TRAJMASTER_PG_entity(bpy.types.PropertyGroup):
         default=ENTITY_COLORS[0],
         description="Display colour of this entity (overlay and preview engine)",
     )
+
+
+def entity_name(item: bpy.types.PropertyGroup) -> str:
+    """The entity's display name: its own, else its empty's ("" when it has neither)."""
+    return item.display_name.strip() or (item.object.name if item.object is not None else "")
+
+
+# The preset search fields: their candidates and what picking one does live in presets_ui.py
+# (imported when called: it imports this module).
+def _entity_preset_candidates(self: bpy.types.PropertyGroup, context: bpy.types.Context, text: str) -> list:
+    from . import presets_ui
+
+    return presets_ui.entity_candidates(text)
+
+
+def _location_preset_candidates(self: bpy.types.PropertyGroup, context: bpy.types.Context, text: str) -> list:
+    from . import presets_ui
+
+    return presets_ui.location_candidates(text)
+
+
+def _entity_preset_picked(self: bpy.types.PropertyGroup, context: bpy.types.Context) -> None:
+    from . import presets_ui
+
+    presets_ui.entity_preset_picked(self)
+
+
+def _location_preset_picked(self: bpy.types.PropertyGroup, context: bpy.types.Context) -> None:
+    from . import presets_ui
+
+    presets_ui.location_preset_picked(self)
 
 
 def _scene_of(settings: bpy.types.PropertyGroup) -> bpy.types.Scene:
@@ -101,6 +154,12 @@ def _set_end(self: bpy.types.PropertyGroup, value: int) -> None:
 
 
 class TRAJMASTER_PG_settings(bpy.types.PropertyGroup):
+    shot_name: StringProperty(
+        name="Shot Name",
+        maxlen=MAX_NAME_CHARS,
+        description="What the shot's takes are named after ({shot}_take_001) and which takes stack together in "
+        "the sequencer; empty: the scene's name",
+    )
     camera: PointerProperty(
         name="Camera",
         type=bpy.types.Object,
@@ -175,6 +234,24 @@ class TRAJMASTER_PG_settings(bpy.types.PropertyGroup):
         min=0,
         max=200,
         description="Steps that use the LoRA and the trajectory injector (the release uses 20)",
+    )
+    # Search fields of the Presets panel: typing searches the presets' names, kinds and text;
+    # picking one fills the prompt (and the entity's height) and empties the field again.
+    entity_preset: StringProperty(
+        name="Entity Prompt Preset",
+        description="Search the entity presets by name, kind or any word of their text, and fill the active "
+        "entity's prompt and height with the one you pick",
+        search=_entity_preset_candidates,
+        search_options=set(),
+        update=_entity_preset_picked,
+    )
+    location_preset: StringProperty(
+        name="Location Prompt Preset",
+        description="Search the location presets by name or any word of their text, and fill the location prompt "
+        "with the one you pick",
+        search=_location_preset_candidates,
+        search_options=set(),
+        update=_location_preset_picked,
     )
     show_overlay: BoolProperty(
         name="Viewport Overlay",

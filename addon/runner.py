@@ -151,6 +151,17 @@ def busy() -> bool:
     return _queue.busy
 
 
+# A second click this soon after Generate (or Regenerate, Variations, All Shots) is the rest of a
+# double click, not a wish to start (or stop) again: it is ignored, and the panel says so.
+DOUBLE_CLICK_S = 1.0
+_submitted_at: float | None = None
+
+
+def just_started() -> bool:
+    """Whether the running submission started less than DOUBLE_CLICK_S ago."""
+    return busy() and _submitted_at is not None and time.monotonic() - _submitted_at < DOUBLE_CLICK_S
+
+
 # --- the executor ----------------------------------------------------------------------------
 
 
@@ -266,7 +277,7 @@ def submit_batch(context: bpy.types.Context, specs: list[TakeSpec], title: str =
 
     In background Blender this returns when every take has run: it raises RunError when any
     failed (the others are placed)."""
-    global _cancelling_all
+    global _cancelling_all, _submitted_at
     if busy():
         raise RunError(BUSY_MESSAGE)
     if not specs:
@@ -302,6 +313,7 @@ def submit_batch(context: bpy.types.Context, specs: list[TakeSpec], title: str =
         _queue.jobs.clear()
         raise RunError(str(failed[0][1].get("message") or "The backend could not be started."))
     _cancelling_all = False
+    _submitted_at = time.monotonic()
     _placed.clear()
     _errors.clear()
     status.state, status.stage, status.message = "running", "starting", "Starting the backend"
@@ -458,6 +470,8 @@ def _finish(kind: str, event: dict[str, Any], active: ActiveJob, context: bpy.ty
         return
     message = str(event.get("message") or "The generation failed.")
     hint = event.get("hint")
+    if event.get("code") == "missing_dependency" and active.job.get("engine") == "cogvideox":
+        message, hint = preferences.full_model_needed(message), None
     text = message + (f" {hint}" if hint and hint not in message else "")
     _errors.append(text if single else f"{active.name}: {text}")
     status.last_error = _errors[-1]  # said at once; a batch sums its errors up when it ends

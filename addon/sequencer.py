@@ -11,13 +11,14 @@ after its take and what differs; the set's first take plays.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import bpy
 
-from ..backend import takes, timeplan
+from ..backend import poses, takes, timeplan
 from . import compat
 from .directing import variations
 
@@ -142,7 +143,11 @@ def add_take(
     try:
         # Given the final path here: setting strip.filepath afterwards would open the movie a second
         # time (about 10 ms on the timer tick that places the take).
-        strip = compat.strips(editor).new_movie(name=strip_name, filepath=filepath, channel=channel, frame_start=start)
+        # Scaled to fit the scene's frame with its aspect kept (Blender's "Scale to Fit"): a 720 x 480
+        # take fills the height of a 1920 x 1080 frame instead of sitting in it at its own size.
+        strip = compat.strips(editor).new_movie(
+            name=strip_name, filepath=filepath, channel=channel, frame_start=start, fit_method="FIT"
+        )
     except RuntimeError as exc:
         raise TakeError(f"Blender could not open the take {video} ({exc}); the file may be damaged.") from None
     try:
@@ -181,6 +186,36 @@ def _placement(
 
 def _in_set(info: dict[str, Any] | None, variation: dict[str, Any]) -> bool:
     return bool(info) and info.get("variation_set") == variation.get("set")
+
+
+def fit_scale(scene: bpy.types.Scene, strip: Any) -> float | None:
+    """The scale at which `strip` fits `scene`'s frame keeping its aspect, as Blender's "Scale to
+    Fit" computes it (output resolution, not its percentage); None when its size is not known."""
+    element = strip.elements[0] if len(strip.elements) else None
+    if element is None or element.orig_width <= 0 or element.orig_height <= 0:
+        return None
+    render = scene.render
+    return min(render.resolution_x / element.orig_width, render.resolution_y / element.orig_height)
+
+
+def fit_takes(context: bpy.types.Context, scene: bpy.types.Scene) -> int:
+    """Fit every take in `scene`'s sequencer to its frame again (after its resolution changed:
+    Blender fits a strip once, when it is added). Returns how many were fitted."""
+    target = compat.sequencer_scene(context, scene)
+    editor = target.sequence_editor
+    fitted = 0
+    for strip in compat.strips(editor) if editor else ():
+        scale = fit_scale(target, strip) if take_info(strip) is not None else None
+        if scale is not None:
+            strip.transform.scale_x = strip.transform.scale_y = scale
+            fitted += 1
+    return fitted
+
+
+def model_frame(scene: bpy.types.Scene) -> bool:
+    """Whether `scene` renders the model's frame size, 720 x 480 (its takes then fill it 1:1)."""
+    render = scene.render
+    return (render.resolution_x, render.resolution_y) == (poses.MODEL_WIDTH, poses.MODEL_HEIGHT)
 
 
 def take_properties(shot: Shot, result: dict[str, Any], job: dict[str, Any], job_path: str) -> dict[str, Any]:
@@ -227,6 +262,20 @@ def variation_properties(job: dict[str, Any]) -> dict[str, Any]:
         "variation_value": float(variation.get("value", 0.0)),
         "variation_label": str(variation.get("label", "")),
     }
+
+
+def take_named(context: bpy.types.Context, name: str) -> tuple[Any, dict[str, Any]] | tuple[None, None]:
+    """The take strip called `name` in the sequencer the user looks at."""
+    scene = compat.sequencer_scene(context, context.scene) if context.scene else None
+    editor = scene.sequence_editor if scene else None
+    strip = compat.strips(editor).get(name) if editor else None
+    info = take_info(strip)
+    return (strip, info) if info is not None else (None, None)
+
+
+def take_video(strip: Any) -> Path:
+    """The take's video file as the strip plays it (after a save-time copy, the copy)."""
+    return Path(os.path.normpath(bpy.path.abspath(strip.filepath, library=strip.id_data.library)))
 
 
 def selected_take(context: bpy.types.Context) -> tuple[Any, dict[str, Any]] | tuple[None, None]:

@@ -253,8 +253,11 @@ def _finish_setup(activity: Activity, task: env_setup.Task) -> None:
     env_setup.mark_ready(activity.env_dir, activity.choice, activity.python, report)
     activities[CHECK].report, activities[CHECK].python = report, activity.python
     activities[CHECK].state, activities[CHECK].message = "done", ""
-    label = "Preview Only" if activity.choice == "PREVIEW" else "Full Model"
-    activity.message = f"The backend environment ({label}) is ready: {activity.python}."
+    if activity.choice == "PREVIEW":
+        # What it is ready for, and what the Full Model would add, is the check's report below.
+        activity.message = "The Preview Only environment is set up."
+    else:
+        activity.message = f"The backend environment (Full Model) is ready: {activity.python}."
 
 
 # Fragments of pip's output that mean it could not reach the package index.
@@ -597,8 +600,9 @@ def _draw_check(prefs: Any, layout: bpy.types.UILayout) -> None:
     for label, value in env_setup.doctor_facts(report):
         grid.label(text=label)
         grid.label(text=value)
-    icons = {"ok": "CHECKMARK", "warning": "ERROR", "error": "CANCEL", "info": "BLANK1"}
-    for level, sentence in env_setup.doctor_sentences(report):
+    icons = {"ok": "CHECKMARK", "warning": "ERROR", "error": "CANCEL", "info": "BLANK1", "next": "INFO"}
+    managed = prefs.python_source == preferences.MANAGED and not os.environ.get(preferences.ENV_PYTHON)
+    for level, sentence in env_setup.doctor_sentences(report, managed=managed):
         ui_text.wrapped(col, sentence, icons.get(level, "INFO"))
 
 

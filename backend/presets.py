@@ -62,12 +62,17 @@ class PresetError(ValueError):
 # --- the presets ------------------------------------------------------------------------------
 
 
+# How tall an entity preset is when its file does not say (metres): a person.
+DEFAULT_ENTITY_HEIGHT = 1.7
+
+
 @dataclass(frozen=True)
 class EntityPreset:
     name: str
     category: str
     prompt: str
     source: str = ""
+    height: float = DEFAULT_ENTITY_HEIGHT  # metres, typical: the preview draws the entity this tall
 
 
 @dataclass(frozen=True)
@@ -260,8 +265,9 @@ def _header(data: Any, file: str) -> tuple[_Reader, str]:
 
 
 def _entity(r: _Reader, source: str) -> EntityPreset:
-    r.check_keys(("name", "category", "prompt"))
-    return EntityPreset(r.text("name"), r.text("category"), r.text("prompt"), source)
+    r.check_keys(("name", "category", "height", "prompt"))
+    height = r.number("height", DEFAULT_ENTITY_HEIGHT, low=0.05, high=100.0)
+    return EntityPreset(r.text("name"), r.text("category"), r.text("prompt"), source, height)
 
 
 def _location(r: _Reader, source: str) -> LocationPreset:
@@ -471,6 +477,7 @@ def shot_problem(shot: Shot, library: PresetLibrary) -> str | None:
 
 __all__ = [
     "BUILTIN_DIR",
+    "DEFAULT_ENTITY_HEIGHT",
     "FACING_MODES",
     "FORMATS",
     "SEGMENT_TYPES",

@@ -344,15 +344,44 @@ GPU = {
 }
 
 
-def test_no_torch_report_says_the_preview_works_and_what_the_model_needs():
+def test_no_torch_report_says_the_preview_is_ready_and_what_the_full_model_would_add():
+    """A Preview Only environment is not a broken one: no warnings, but what is ready and what
+    the Full Model adds, in the preferences' words."""
     report = es.parse_doctor("\n" + json.dumps(NO_TORCH, indent=1) + "\n")
     facts = dict(es.doctor_facts(report))
     assert facts["GPU"] == "none visible" and facts["torch"] == "not installed" and facts["Weights"] == "not found"
     assert facts["Disk"].startswith("100.0 GiB free at /w")
-    sentences = [s for _, s in es.doctor_sentences(report)]
-    assert sentences[0].startswith("torch is not installed in this Python: the preview engine works; the real model")
-    assert "NVIDIA GPU" in sentences[0]
-    assert any(s.startswith("The model weights were not found") and "Download Weights" in s for s in sentences)
+    (ready, more) = es.doctor_sentences(report)
+    assert ready == ("ok", "The preview engine is ready: set Engine to Preview in the TrajMaster panel and Generate.")
+    assert more[0] == "next" and more[1].startswith("The Full Model would add the real model")
+    assert "choose Full Model above and press Update Backend" in more[1] and "Download Weights" in more[1]
+    assert "NVIDIA GPU" in more[1] and "pip" not in more[1]
+    # An existing Python of the user's is told to install the packages itself (no Update Backend there).
+    (_, (_, custom)) = es.doctor_sentences(report, managed=False)
+    assert "install the Full Model's packages into this Python" in custom and "Update Backend" not in custom
+
+
+@pytest.mark.parametrize(
+    ("platform", "on_path", "files", "env", "found"),
+    [
+        ("linux", True, [], {}, True),  # nvidia-smi on PATH
+        ("linux", False, ["/proc/driver/nvidia/version"], {}, True),  # the kernel module is loaded
+        ("linux", False, ["/usr/lib/wsl/lib/nvidia-smi"], {}, True),  # WSL
+        ("linux", False, [], {}, False),
+        ("win32", False, [r"C:\Windows\System32\nvidia-smi.exe"], {"SYSTEMROOT": r"C:\Windows"}, True),
+        ("win32", False, [r"C:\Windows\System32\nvidia-smi.exe"], {}, False),  # no SystemRoot: no guess
+        ("win32", False, [], {"SYSTEMROOT": r"C:\Windows"}, False),
+        ("darwin", True, [], {}, False),  # no CUDA on macOS, whatever is installed
+    ],
+)
+def test_full_model_is_preselected_only_where_an_nvidia_driver_is_installed(platform, on_path, files, env, found):
+    probe = {
+        "which": lambda name: f"/usr/bin/{name}" if on_path and name == "nvidia-smi" else None,
+        "exists": lambda path: path in files,
+        "env": env,
+    }
+    assert es.nvidia_gpu_found(platform, **probe) is found
+    assert es.default_choice(platform, **probe) == ("FULL" if found else "PREVIEW")
 
 
 def test_gpu_report_lists_name_vram_versions_and_weights():

@@ -70,6 +70,8 @@ def mutate(path, value=None, delete=False):
         (("shot", "scene_fps"), None, True, "shot.scene_fps: missing (required)"),
         (("sampling", "seed"), None, True, "sampling.seed: missing (required)"),
         (("entities", 0, "colour"), [1, 0, 0], False, "entities[0]: unknown field 'colour'"),
+        (("entities", 0, "height"), 0, False, "entities[0].height: 0 is out of range"),
+        (("entities", 0, "height"), "tall", False, "entities[0].height: must be a number, got text"),
         (("shot", "frame_start"), "1", False, "shot.frame_start: must be an integer, got text"),
         (("sampling", "steps"), 2.5, False, "sampling.steps: must be an integer, got a number"),
         (("sampling", "guidance_scale"), 0.5, False, "sampling.guidance_scale: 0.5 is out of range"),
@@ -93,6 +95,15 @@ def mutate(path, value=None, delete=False):
 def test_each_bad_field_is_named_with_what_is_wrong(path, value, delete, expected):
     found = problems(mutate(path, value, delete))
     assert any(expected in p for p in found), found
+
+
+def test_an_entity_height_is_optional_and_old_jobs_stay_valid():
+    job = make_job([((-2, 0), (2, 0)), ((2, 2), (-2, 2))])
+    jobfile.validate(job)  # no height: a job written before the field existed
+    job["entities"][0]["height"] = 0.6
+    job["entities"][1]["height"] = 3
+    jobfile.validate(jobfile.parse(jobfile.dumps(job)))
+    assert job["version"] == 1
 
 
 def test_four_entities_are_refused():

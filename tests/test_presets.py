@@ -82,6 +82,22 @@ def test_entity_prompts_are_15_to_24_ascii_words_describing_one_thing_of_each_ki
     assert {"human", "animal", "robot", "vehicle", "abstract"} <= categories
 
 
+def test_every_entity_preset_has_a_typical_height_that_tells_a_dog_from_a_horse():
+    heights = {name: preset.height for name, preset in LIBRARY.entities.items()}
+    raw = json.loads((presets.BUILTIN_DIR / "entities.json").read_text(encoding="utf-8"))["entities"]
+    assert all("height" in e for e in raw), "each built-in entity says how tall it is"
+    assert heights["Golden retriever"] < 1.0 < heights["Runner in red"] < heights["Chestnut horse"]
+    assert heights["Chestnut horse"] < heights["Elephant"]
+    assert all(0.3 <= h <= 5.0 for h in heights.values()), heights
+    # A user preset without a height stands as tall as a person.
+    _, (snail,) = presets.loads(
+        json.dumps(
+            {"format": "trajmaster-entities", "version": 1, "entities": [{"name": "S", "category": "x", "prompt": "a"}]}
+        )
+    )
+    assert snail.height == presets.DEFAULT_ENTITY_HEIGHT == 1.7
+
+
 def test_location_prompts_read_naturally_inside_the_global_prompt():
     for preset in LIBRARY.locations.values():
         assert preset.prompt.isascii() and preset.name.isascii(), preset.name
@@ -340,6 +356,14 @@ BROKEN = {
     "no_prompt.json": (
         {"format": "trajmaster-entities", "version": 1, "entities": [{"name": "X", "category": "animal"}]},
         "entities[0].prompt is missing",
+    ),
+    "bad_height.json": (
+        {
+            "format": "trajmaster-entities",
+            "version": 1,
+            "entities": [{"name": "X", "category": "animal", "height": 0, "prompt": "a grey mouse"}],
+        },
+        "entities[0].height must be between 0.05 and 100, got 0",
     ),
     "bad_radius.json": (
         {

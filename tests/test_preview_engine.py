@@ -335,3 +335,58 @@ def test_a_ground_patch_starting_behind_the_camera_is_cut_at_the_near_plane_not_
     assert pixels[:, 1].max() == pytest.approx(480.0)  # reaches the bottom of the frame
     far_end = poses.project(patch[2])
     assert pixels[:, 1].min() == pytest.approx(far_end[1])
+
+
+def block_top(frame, rgb, x):
+    """The top pixel row of a colour's block standing at column x (rows where the colour is at
+    least 6 px wide there; a label's colour swatch is narrower, and off to the side)."""
+    x = round(float(x))
+    rows = np.nonzero(hue_mask(frame[:, x - 8 : x + 9], rgb).sum(axis=1) >= 6)[0]
+    assert len(rows) > 0, "the colour is nowhere in the frame"
+    return int(rows.min())
+
+
+def test_each_entity_stands_as_tall_as_its_height():
+    # Side by side 10 m from the camera, where a metre is about 106 px: a dog, a person (the
+    # default height), a mech.
+    dog = entity("Dog", lambda f: (-2.5, 0.0), lambda f: 0.0)
+    dog["height"] = 0.6
+    person = entity("Person", lambda f: (0.0, 0.0), lambda f: 0.0)
+    mech = entity("Mech", lambda f: (2.5, 0.0), lambda f: 0.0)
+    mech["height"] = 2.2
+    job = make_job([dog, person, mech])
+    frame = render(job)[0]
+    tops = [block_top(frame, rgb, apparent_pixel(job, k, 0)[0]) for k, rgb in enumerate(motion.PALETTE)]
+    per_metre = poses.MODEL_FOCAL_PX / 10.0
+    assert (tops[0] - tops[1]) / per_metre == pytest.approx(1.7 - 0.6, abs=0.1), tops
+    assert (tops[1] - tops[2]) / per_metre == pytest.approx(2.2 - 1.7, abs=0.1), tops
+    # Without a height the marker is exactly the default one (old jobs render as before).
+    person["height"] = scene_geometry.BODY_HEIGHT
+    assert np.array_equal(frame, render(make_job([dog, person, mech]))[0])
+
+
+def test_labels_of_close_entities_neither_cover_nor_cross_each_other():
+    """Three entities a metre or less apart, passing each other: in every frame no label covers
+    another label or the spot another label points to, and no leader line crosses a label."""
+    horse = entity("Horse", lambda f: (-2.0 + 4.0 * f, 0.0), lambda f: FACES_RIGHT)
+    dog = entity("Dog", lambda f: (-1.5 + 3.0 * f, 0.5), lambda f: FACES_RIGHT)
+    robot = entity("Robot", lambda f: (2.0 - 4.0 * f, 1.0), lambda f: -FACES_RIGHT)
+    shot = motion.shot_motion(make_job([horse, dog, robot]))
+    engine = PreviewEngine()
+    try:
+        for j in range(timeplan.VIDEO_FRAMES):
+            _, layout = engine.draw_frame(shot, j)
+            assert len(layout.anchored) == 3, f"frame {j}: every entity is in view and labelled"
+            panels = layout.taken
+            for a, b in itertools.combinations(panels, 2):
+                assert not labels._overlaps(a, b), f"frame {j}: labels {a} and {b} overlap"
+            for line in layout.leaders:
+                own = [r for r, _ in layout.anchored if labels.leader(r, line[1]) == line]
+                others = [r for r in panels if r not in own]
+                assert not any(labels.crosses(line, r) for r in others), f"frame {j}: a leader crosses a label"
+            for (rect, _), (_, point) in itertools.permutations(layout.anchored, 2):
+                x, y = point
+                inside = rect[0] <= x <= rect[2] and rect[1] <= y <= rect[3]
+                assert not inside, f"frame {j}: a label hides where another entity's label points"
+    finally:
+        engine.close()

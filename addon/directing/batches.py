@@ -77,7 +77,7 @@ class TRAJMASTER_OT_generate_variations(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         if runner.busy():
-            return operators._fail(self, runner.BUSY_MESSAGE)
+            return operators._busy(self)
         scene = context.scene
         settings = scene.trajmaster_directing
         export = operators._export(self, context)
@@ -105,7 +105,7 @@ class TRAJMASTER_OT_generate_all_shots(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         global last_check
         if runner.busy():
-            return operators._fail(self, runner.BUSY_MESSAGE)
+            return operators._busy(self)
         scenes = shot_scenes()
         if not scenes:
             return operators._fail(

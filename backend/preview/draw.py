@@ -109,6 +109,19 @@ def draw_pointer(
     return float(back[0]), float(back[1])
 
 
+def block_rect(mark: Marker, size: tuple[int, int]) -> tuple[float, float, float, float] | None:
+    """The pixel rectangle the marker's block covers in a frame of `size`, or None when none of
+    it is in the picture."""
+    bounds = (0.0, 0.0, float(size[0]), float(size[1]))
+    polys = [project_polygon(face.points, bounds) for face in mark.faces if face.kind not in ("footprint", "arrow")]
+    polys = [pts for pts in polys if len(pts)]
+    if not polys:
+        return None
+    every = np.concatenate(polys)
+    (x0, y0), (x1, y1) = every.min(axis=0), every.max(axis=0)
+    return float(x0), float(y0), float(x1), float(y1)
+
+
 def visible(mark: Marker) -> bool:
     """Whether the entity's pivot is in the picture (otherwise it gets an edge pointer)."""
     return bool(mark.pivot[2] > 0.05 and in_frame(poses.project(mark.pivot)))

@@ -21,6 +21,8 @@ from .backdrop import backdrop
 WIDTH, HEIGHT = poses.MODEL_WIDTH, poses.MODEL_HEIGHT
 # Label panels sit this far (metres) above the top of the block.
 LABEL_CLEARANCE = 0.25
+# The highest a label's anchor goes: a label (two lines, about 43 px) still fits above it.
+TOP_ANCHOR_PX = 50.0
 # Backdrops kept between frames and jobs; a static camera needs one, a moving one one a frame.
 BACKDROP_CACHE = 8
 
@@ -57,26 +59,44 @@ class PreviewEngine:
 
     def render_frame(self, shot: motion.ShotMotion, j: int) -> np.ndarray:
         """One frame (HEIGHT, WIDTH, 3) of a shot."""
+        return np.asarray(self.draw_frame(shot, j)[0])
+
+    def draw_frame(self, shot: motion.ShotMotion, j: int) -> tuple[Image.Image, labels.Layout]:
+        """One frame of a shot, and where its text went (the tests check the labels' layout)."""
         context = shot.context[j]
         img = Image.fromarray(self._backdrop(context), "RGB")
         ground = scene_geometry.ground_from_context(context)
-        marks = [(track, scene_geometry.marker(track.poses[j], context, shot.mapping)) for track in shot.entities]
+        marks = [
+            (track, scene_geometry.marker(track.poses[j], context, shot.mapping, track.height))
+            for track in shot.entities
+        ]
         # Painter's order: the farthest first, so nearer markers cover farther ones.
         marks.sort(key=lambda item: -float(np.linalg.norm(item[1].foot)))
         for track, mark in marks:
             draw.draw_marker(img, mark, track.color)
 
         layout = labels.Layout(img, self.fonts)
+        anchors = {}
+        for _, mark in marks:
+            if not draw.visible(mark):
+                continue
+            top = poses.project(mark.head + LABEL_CLEARANCE * ground.up)
+            anchor = top if np.all(np.isfinite(top)) else poses.project(mark.pivot)
+            # A tall entity's head may be above the frame: then its label sits on its top.
+            ax, ay = float(anchor[0]), max(float(anchor[1]), TOP_ANCHOR_PX)
+            anchors[id(mark)] = (ax, ay)
+            # Labels keep off the entities' blocks and the spots their labels point to.
+            block = draw.block_rect(mark, img.size)
+            if block is not None:
+                layout.avoid.append((min(block[0], ax), min(block[1], ay), max(block[2], ax), block[3]))
         labels.draw_hud(layout, j, timeplan.VIDEO_FRAMES, timeplan.VIDEO_FPS, shot.scene_frames[j], shot.mapping)
         for track, mark in reversed(marks):  # the nearest entity gets the best label spot
-            if draw.visible(mark):
-                top = poses.project(mark.head + LABEL_CLEARANCE * ground.up)
-                anchor = top if np.all(np.isfinite(top)) else poses.project(mark.pivot)
-                layout.entity_label(track.name, track.prompt, mark.distance, track.color, (anchor[0], anchor[1]))
+            if id(mark) in anchors:
+                layout.entity_label(track.name, track.prompt, mark.distance, track.color, anchors[id(mark)])
             else:
                 at = draw.draw_pointer(img, mark.pivot, track.color)
                 layout.pointer_label(track.name, mark.distance, track.color, at)
-        return np.asarray(img)
+        return img, layout
 
     def _backdrop(self, context: np.ndarray) -> np.ndarray:
         key = tuple(np.round(context, 6).tolist())

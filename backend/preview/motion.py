@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import poses, timeplan
+from . import scene_geometry
 
 # Default marker colours (sRGB 0-255): orange, azure, violet: far apart in hue, and all
 # saturated enough to stand out from the grey ground and the pale sky.
@@ -27,6 +28,7 @@ class EntityTrack:
     prompt: str
     color: tuple[int, int, int]  # sRGB 0-255
     poses: np.ndarray  # (49, 12)
+    height: float = scene_geometry.BODY_HEIGHT  # metres: how tall its marker stands
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ def shot_motion(job: dict[str, Any]) -> ShotMotion:
         else:
             track = interpolate_poses(np.asarray(ent["poses"], dtype=np.float64))
         color = srgb8(ent["color"]) if "color" in ent else PALETTE[k % len(PALETTE)]
-        tracks.append(EntityTrack(ent["name"], ent["prompt"], color, track))
+        height = float(ent.get("height", scene_geometry.BODY_HEIGHT))
+        tracks.append(EntityTrack(ent["name"], ent["prompt"], color, track, height))
     return ShotMotion(tracks, video_context(job.get("camera")), job["pose_mapping"], list(scene_frames))
 
 

@@ -17,12 +17,17 @@ from .. import poses
 # The near plane (metres in front of the lens): closer than this nothing is drawn.
 NEAR = 0.05
 
-# The marker: an upright block the size of a person, so scale reads at a glance.
+# The marker: an upright block as tall as the entity (the job's entities[].height; a person
+# when it has none), so scale reads at a glance: a dog is a low block, an elephant a tall one.
 BODY_HEIGHT = 1.7
 BODY_WIDTH = 0.56
 BODY_DEPTH = 0.32
-# The band across the front face at eye height that shows which way the block faces.
-VISOR = (1.36, 1.56)
+# The block's width, depth and footprint follow its height within these factors of a person's:
+# a 0.5 m robot dog stays wide enough to see at 13 m, a 4 m mech does not become a wall.
+GIRTH_RANGE = (0.6, 1.8)
+# The band across the front face near the top (fractions of the height) that shows which way
+# the block faces: at eye height (1.36-1.56 m) for a person.
+VISOR = (1.36 / BODY_HEIGHT, 1.56 / BODY_HEIGHT)
 FOOTPRINT_RADIUS = 0.55
 # The ground arrow, as (right, forward) offsets from the foot point in metres.
 ARROW_TIP = 1.5
@@ -109,10 +114,12 @@ def entity_heading(rotation: np.ndarray, ground: Ground) -> np.ndarray:
     return _flat_unit(forward, ground.up, fallback=up if nose_down else -up)
 
 
-def marker(pose: np.ndarray, context: np.ndarray, mapping: poses.Mapping) -> Marker:
-    """The marker of one 12-vector: a block standing on the ground below the apparent pivot,
-    turned to the entity's heading, on a footprint disc with an arrow along the heading."""
+def marker(pose: np.ndarray, context: np.ndarray, mapping: poses.Mapping, height: float = BODY_HEIGHT) -> Marker:
+    """The marker of one 12-vector: a block `height` metres tall standing on the ground below the
+    apparent pivot, turned to the entity's heading, on a footprint disc with an arrow along the
+    heading."""
     ground = ground_from_context(context)
+    girth = min(max(height / BODY_HEIGHT, GIRTH_RANGE[0]), GIRTH_RANGE[1])
     rotation, _ = poses.split_pose(pose)
     pivot = poses.apparent_position(pose, context, mapping)
     foot = ground.foot(pivot)
@@ -124,23 +131,26 @@ def marker(pose: np.ndarray, context: np.ndarray, mapping: poses.Mapping) -> Mar
         return foot + offsets[:, :1] * right + offsets[:, 1:2] * fwd + lift * up
 
     angles = np.linspace(0.0, 2 * np.pi, 40, endpoint=False)
-    disc = np.stack([np.cos(angles), np.sin(angles)], axis=1) * FOOTPRINT_RADIUS
+    disc = np.stack([np.cos(angles), np.sin(angles)], axis=1) * FOOTPRINT_RADIUS * girth
+    # The arrow starts at the footprint's rim and keeps its length: the heading reads the same.
+    arrow = ARROW + np.array([0.0, FOOTPRINT_RADIUS * (girth - 1.0)])
     faces = [
         Face(on_ground(disc), 1.0, "footprint"),
-        Face(on_ground(ARROW), 1.0, "arrow"),
+        Face(on_ground(arrow), 1.0, "arrow"),
     ]
-    faces.extend(_block_faces(foot, right, up, fwd))
-    return Marker(pivot, foot, fwd, foot + BODY_HEIGHT * up, ground.distance(foot), faces)
+    faces.extend(_block_faces(foot, right, up, fwd, height, girth))
+    return Marker(pivot, foot, fwd, foot + height * up, ground.distance(foot), faces)
 
 
-def _block_faces(foot: np.ndarray, right: np.ndarray, up: np.ndarray, fwd: np.ndarray) -> list[Face]:
+def _block_faces(
+    foot: np.ndarray, right: np.ndarray, up: np.ndarray, fwd: np.ndarray, h: float, girth: float
+) -> list[Face]:
     """The block's faces that face the camera (it sits at the origin), lit by _LIGHT."""
-    hw, hd = BODY_WIDTH / 2, BODY_DEPTH / 2
+    hw, hd = BODY_WIDTH * girth / 2, BODY_DEPTH * girth / 2
 
     def corner(x: float, y: float, z: float) -> np.ndarray:
         return foot + x * right + y * up + z * fwd
 
-    h = BODY_HEIGHT
     boxes = {
         "front": (fwd, [corner(-hw, 0, hd), corner(hw, 0, hd), corner(hw, h, hd), corner(-hw, h, hd)]),
         "back": (-fwd, [corner(hw, 0, -hd), corner(-hw, 0, -hd), corner(-hw, h, -hd), corner(hw, h, -hd)]),
@@ -159,7 +169,7 @@ def _block_faces(foot: np.ndarray, right: np.ndarray, up: np.ndarray, fwd: np.nd
         shade = 0.62 + 0.38 * max(0.0, float(normal @ light))
         faces.append(Face(pts, shade, "top" if name == "top" else ("front" if name == "front" else "side")))
         if name == "front":
-            lo, hi = VISOR
+            lo, hi = VISOR[0] * h, VISOR[1] * h
             band = [
                 corner(-hw * 0.8, lo, hd),
                 corner(hw * 0.8, lo, hd),

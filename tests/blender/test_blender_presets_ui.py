@@ -235,6 +235,40 @@ def test_pickers_fill_the_active_entity_and_the_location(blend, ui):
     assert len(labels) == len(BUILTIN.entities) and "Animal: Chestnut horse" in labels
 
 
+def test_the_preset_search_finds_words_of_the_preset_text_and_fills_prompt_and_height(blend, ui):
+    """The Presets panel's search field: "dog" finds the Golden retriever by its prompt (a dog with
+    a long golden coat...), not only the Robot dog by its name; picking one fills the prompt and
+    the entity's height; the menu's tooltips are the prompts themselves."""
+    scene = bpy.context.scene
+    settings = scene.trajmaster
+    one_entity(scene, "Walker", prompt="old")
+    # Each candidate shows the preset's text after its name (Blender filters the list again by the
+    # words typed, against these strings, so the text must be in them).
+    found = dict(c.split(" \u00b7 ", 1) for c in ui.entity_candidates("dog"))
+    assert {"Golden retriever", "Robot dog"} <= set(found) and "Chestnut horse" not in found
+    assert found["Golden retriever"] == BUILTIN.entities["Golden retriever"].prompt
+    assert [c.split(" \u00b7 ")[0] for c in ui.entity_candidates("golden coat")] == ["Golden retriever"]
+    assert len(ui.entity_candidates("")) == len(BUILTIN.entities)
+    assert any(c.startswith("Desert dunes \u00b7 desert with golden sand") for c in ui.location_candidates("sand"))
+
+    # What picking one in the search list does: the field gets the candidate's text.
+    settings.entity_preset = next(c for c in ui.entity_candidates("dog") if c.startswith("Golden retriever"))
+    item = settings.entities[0]
+    assert item.prompt == BUILTIN.entities["Golden retriever"].prompt
+    assert item.height == pytest.approx(BUILTIN.entities["Golden retriever"].height) and item.height < 1.0
+    assert settings.entity_preset == "", "the field is empty again for the next search"
+    settings.location_preset = ui.location_candidates("dunes sky")[0]
+    assert settings.location_prompt == BUILTIN.locations["Desert dunes"].prompt and settings.location_preset == ""
+
+    op = bpy.types.TRAJMASTER_OT_pick_entity_prompt
+    props = SimpleNamespace(preset="Golden retriever")
+    assert op.description(bpy.context, props).startswith(BUILTIN.entities["Golden retriever"].prompt)
+    props = SimpleNamespace(preset="Desert dunes")
+    assert bpy.types.TRAJMASTER_OT_pick_location_prompt.description(bpy.context, props) == (
+        BUILTIN.locations["Desert dunes"].prompt
+    )
+
+
 # --- the user folder ----------------------------------------------------------------------------
 
 
@@ -392,6 +426,15 @@ class FakeLayout:
     def separator(self, **kwargs):
         self._check("separator", kwargs)
 
+    def column_flow(self, **kwargs):
+        self._check("column_flow", kwargs)
+        return self
+
+    def prop(self, data, prop: str, **kwargs):
+        self._check("prop", kwargs)
+        assert prop in data.bl_rna.properties, f"{data} has no property {prop!r}"
+        self.log.append(("prop", (prop, kwargs.get("placeholder"))))
+
     def menu(self, idname: str, **kwargs):
         self._check("menu", kwargs)
         assert hasattr(bpy.types, idname), f"no menu {idname}"
@@ -421,6 +464,8 @@ def test_the_panel_and_menus_draw_every_preset(blend, ui):
         ui.TRAJMASTER_MT_templates,
         ui.TRAJMASTER_MT_template_roles,
         ui.TRAJMASTER_MT_example_shots,
+        ui.TRAJMASTER_MT_entity_prompts,
+        ui.TRAJMASTER_MT_location_prompts,
     ):
         cls.draw(SimpleNamespace(layout=FakeLayout(log)), bpy.context)
     sets = [v for k, v in log if k == "set"]
@@ -428,5 +473,7 @@ def test_the_panel_and_menus_draw_every_preset(blend, ui):
     assert {v for _, key, v in sets if key == "name"} == set(SHOT_NAMES)
     roles = sum(len(t.entities) for t in BUILTIN.trajectories.values() if len(t.entities) > 1)
     assert sum(1 for _, key, _ in sets if key == "template_entity") == roles
-    texts = [v[1] for k, v in log if k == "operator"]
-    assert "Prompt for Walker" in texts
+    assert {v for idname, key, v in sets if key == "preset" and "entity" in idname} == set(BUILTIN.entities)
+    assert {v for idname, key, v in sets if key == "preset" and "location" in idname} == set(BUILTIN.locations)
+    fields = dict(v for k, v in log if k == "prop")
+    assert fields["entity_preset"] == "Prompt for Walker" and fields["location_preset"] == "Location prompt"

@@ -38,6 +38,8 @@ def job_for(scene, start, end):
 
 def place(scene, clip, start, end, name, job=None):
     seq = sequencer_module()
+    # The frame shown_frame renders: a take is fitted to the frame it is placed in.
+    scene.render.resolution_x, scene.render.resolution_y = 64, 48
     shot = seq.Shot("Scene", start, end, scene.name)
     result = {"video": str(clip), "name": name, "sidecar": ""}
     return seq.add_take(bpy.context, scene, shot, result, job or job_for(scene, start, end), "/nowhere/job.json")

@@ -232,16 +232,18 @@ def widen_sidebar(area: bpy.types.Area, width: int) -> Iterator[float]:
 # cuts the sidebar's screenshot at them. They are registered only for those screenshots.
 
 MAIN_PANEL = "TRAJMASTER_PT_main"
-# bl_order of each bar: the add-on's sub-panels are Entities 10, Presets 12, Viewport 15, Model 20, Generate 30.
-MARKERS = (1, 11, 13, 16, 21, 29)
+# bl_order of each bar: the add-on's sub-panels are Entities 10, Generate 11, Presets 12, Viewport 15,
+# Model 20. A bar of the same order as a panel comes after it (Blender keeps registration order
+# among equal orders, and the bars are registered last).
+MARKERS = (1, 10, 11, 13, 16, 21)
 # section screenshot -> (bar above it or None for the sidebar's top, bar below it or None for its bottom)
 SECTIONS = {
     "gui-shot": (None, 1),
-    "gui-entities": (1, 11),
+    "gui-entities": (1, 10),
+    "gui-generate": (10, 11),
     "gui-presets": (11, 13),
     "gui-viewport": (13, 16),
     "gui-model": (16, 21),
-    "gui-generate": (29, None),
 }
 _marker_classes: list[type] = []
 
@@ -271,6 +273,21 @@ def add_markers() -> None:
         )
         bpy.utils.register_class(cls)
         _marker_classes.append(cls)
+
+
+def show_markers(ui: bpy.types.Region, timeout: float = 20.0) -> Iterator[float]:
+    """Add the bars and wait until the sidebar shows them all: on a busy machine software OpenGL
+    can take seconds to redraw the window, and a screenshot taken earlier shows no bars."""
+    add_markers()
+    probe = SCREENS / "full-markers.png"
+    end = time.monotonic() + timeout
+    while True:
+        yield from settle(0.5, redraw=True)
+        screenshot(probe.stem, region_crop(ui))
+        if len(magenta_bands(probe)) >= len(MARKERS) or time.monotonic() > end:
+            break
+    RESULTS["screenshots"].pop(probe.stem, None)
+    check(len(magenta_bands(probe)) >= len(MARKERS), f"the section bars did not show within {timeout:.0f} s")
 
 
 def remove_markers() -> None:
@@ -346,11 +363,16 @@ def toggle_model_panel(ui: bpy.types.Region, want_open: bool) -> Iterator[float]
     xdotool("click", "1")
     yield from settle(0.2)
     park_mouse()
-    yield from settle(0.6, redraw=True)
-    screenshot(full.stem, region_crop(ui))
-    bands = dict(zip(MARKERS, magenta_bands(full), strict=False))
-    # Opened, the panel pushes the bar below it down (or off the bottom of the sidebar).
-    is_open = 21 not in bands or bands[21][0] - bands[16][1] > closed_gap
+    # A busy machine's software OpenGL may take seconds to redraw: look again until it shows.
+    end = time.monotonic() + 15
+    while True:
+        yield from settle(0.6, redraw=True)
+        screenshot(full.stem, region_crop(ui))
+        bands = dict(zip(MARKERS, magenta_bands(full), strict=False))
+        # Opened, the panel pushes the bar below it down (or off the bottom of the sidebar).
+        is_open = 21 not in bands or bands[21][0] - bands[16][1] > closed_gap
+        if is_open == want_open or time.monotonic() > end:
+            break
     RESULTS["notes"].append(f"Model panel open: {is_open} (wanted {want_open})")
 
 
@@ -608,8 +630,7 @@ def scenario() -> Iterator[float]:
     yield from show_overlay(view3d)
 
     step("screenshot each section")
-    add_markers()
-    yield from settle(0.5, redraw=True)
+    yield from show_markers(ui)
     yield from toggle_model_panel(ui, want_open=True)
     cut_sections(
         SCREENS / "full-sections.png", ("gui-shot", "gui-entities", "gui-presets", "gui-viewport", "gui-model")
@@ -660,6 +681,21 @@ def scenario() -> Iterator[float]:
 
     step("show the take in the sequencer")
     yield from show_sequencer(strips)
+
+    step("an error stays in view under Generate")
+    yield from error_under_generate()
+
+    step("double-click Generate")
+    yield from double_click_generate()
+
+    step("edit a prompt in the prompt editor")
+    yield from show_prompt_editor()
+
+    step("search the presets for a word of their text")
+    yield from search_presets()
+
+    step("show the take fitted to an HD frame")
+    yield from show_fitted_take()
 
     step("show the add-on's preferences")
     yield from show_preferences()
@@ -963,6 +999,240 @@ def the_panel_follows_the_file() -> Iterator[float]:
     yield from settle(0.5)
     yield from redraw_sidebar()
     RESULTS["reopened"] = status_now()
+
+
+# --- issue 12: a double click, the status in view, the prompt editor, the preset search, the fit ---
+
+
+def region_pixels(png: Path) -> Any:
+    """A screenshot as an (height, width, 3) float array, rows from the top."""
+    import numpy as np
+
+    image = bpy.data.images.load(str(png), check_existing=False)
+    try:
+        width, height = image.size
+        pixels = np.empty(width * height * 4, dtype=np.float32)
+        image.pixels.foreach_get(pixels)
+    finally:
+        bpy.data.images.remove(image)
+    return pixels.reshape(height, width, 4)[::-1, :, :3]
+
+
+def widget_rows(ui: bpy.types.Region, above: int, below: int | None, theme_colour: Any) -> list[tuple[int, int]]:
+    """Rows (top, bottom; region pixels from its top) of the widgets drawn in `theme_colour` in the
+    section between two bars, found down the sidebar's left third (the theme says how a button or
+    a text field is filled; panel positions are not in the API)."""
+    import numpy as np
+
+    full = SCREENS / "full-find.png"
+    screenshot(full.stem, region_crop(ui))
+    bands = dict(zip(MARKERS, magenta_bands(full), strict=False))
+    check(above in bands, f"the bar {above} is not on screen")
+    top = bands[above][1] + 1
+    bottom = bands[below][0] if below in bands else ui.height
+    column = region_pixels(full)[top:bottom, ui.width // 3]
+    inside = np.abs(column - np.asarray(theme_colour)[:3]).max(axis=1) < 0.03
+    runs: list[tuple[int, int]] = []
+    for y in np.flatnonzero(inside):
+        if runs and y == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], int(y))
+        else:
+            runs.append((int(y), int(y)))
+    return [(top + a, top + b) for a, b in runs if b - a >= 8]
+
+
+def double_click_generate() -> Iterator[float]:
+    """A real double click on Generate (xdotool), then one more click half a second later where
+    Generate was: one take is made and nothing is cancelled. The scene renders 1920 x 1080 for
+    this take (Blender's default), which the fit step then looks at."""
+    runner = addon("runner")
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y = 1920, 1080
+    view3d = area_of("VIEW_3D")
+    ui = region_of(view3d, "UI")
+    yield from show_markers(ui)
+    buttons = widget_rows(ui, 10, 11, bpy.context.preferences.themes[0].user_interface.wcol_tool.inner)
+    check(bool(buttons), "no button found in the Generate section")
+    top, bottom = max(buttons, key=lambda run: run[1] - run[0])  # Generate is drawn 1.4 rows tall
+    x, y = screen_xy(ui, ui.width // 2, ui.height - (top + bottom) // 2)
+    RESULTS["generate_button"] = {"rows": buttons, "at": [x, y]}
+    before = [s.name for s in take_strips()]
+    xdotool("mousemove", str(x), str(y))
+    yield from settle(0.3)
+    xdotool("click", "--repeat", "2", "--delay", "120", "1")  # a double click
+    seen = [(runner.busy(), runner.status.state)]
+    yield from settle(0.5)
+    xdotool("click", "1")  # and a click half a second later, where Generate was
+    yield from settle(0.3)
+    seen.append((runner.busy(), runner.status.state))
+    park_mouse()
+    yield from wait_until(lambda: not runner.busy(), CONFIG.get("job_timeout", 90), "the double-clicked take to end")
+    yield from settle(0.5, redraw=True)
+    RESULTS["double_click"] = {
+        "before": before,
+        "after": [s.name for s in take_strips()],
+        "states": seen,
+        "message": runner.status.message,
+        "error": runner.status.last_error,
+        "file": bpy.data.filepath,
+    }
+    remove_markers()
+
+
+def error_under_generate() -> Iterator[float]:
+    """An error (the location prompt emptied) shows right under Generate, and the bottom of its
+    box is in view on a 900 px high screen."""
+    runner = addon("runner")
+    area_of("SEQUENCE_EDITOR").type = "VIEW_3D"  # the 3D viewport again, its sidebar on the TrajMaster tab
+    view3d = area_of("VIEW_3D")
+    ui = region_of(view3d, "UI")
+    settings = bpy.context.scene.trajmaster
+    location = settings.location_prompt
+    settings.location_prompt = ""
+    with override(view3d, "UI"):
+        try:
+            bpy.ops.trajmaster.generate("INVOKE_DEFAULT")
+        except RuntimeError:
+            pass  # the refusal is the point: its sentence is in the panel now
+    error = runner.status.last_error
+    yield from show_markers(ui)
+    full = SCREENS / "full-error.png"
+    yield from steady_screenshot(full.stem, region_crop(ui))
+    bands = dict(zip(MARKERS, magenta_bands(full), strict=False))
+    check(10 in bands and 11 in bands, "the bars around the Generate section are not on screen")
+    _, region_top = screen_xy(ui, 0, ui.height)
+    RESULTS["error_in_view"] = {
+        "error": error,
+        "section": [region_top + bands[10][1], region_top + bands[11][0]],
+        "window_height": window().height,
+    }
+    cut_sections(full, ("gui-generate",))
+    Path(RESULTS["screenshots"].pop("gui-generate")).replace(SCREENS / "gui-error.png")
+    RESULTS["screenshots"]["gui-error"] = str(SCREENS / "gui-error.png")
+    remove_markers()
+    settings.location_prompt = location
+    runner.status.last_error = ""
+    yield from settle(0.3, redraw=True)
+
+
+def steady_screenshot(
+    name: str, crop: tuple[int, int, int, int] | None = None, timeout: float = 10.0
+) -> Iterator[float]:
+    """A screenshot once the picture stops changing: Blender slides panels to their new places
+    when a section grows (an error box appearing), and a screenshot mid-slide shows them overlapping."""
+    import numpy as np
+
+    end = time.monotonic() + timeout
+    previous = None
+    while True:
+        screenshot(name, crop)
+        current = region_pixels(SCREENS / f"{name}.png")
+        if previous is not None and previous.shape == current.shape and np.array_equal(previous, current):
+            return
+        if time.monotonic() > end:
+            RESULTS["notes"].append(f"{name}: still changing after {timeout:.0f} s")
+            return
+        previous = current
+        yield from settle(0.4, redraw=True)
+
+
+def changed_box(before: Path, after: Path, margin: int = 6) -> tuple[int, int, int, int]:
+    """The screen rectangle (x, y, w, h) where two screenshots differ: a popup that opened."""
+    import numpy as np
+
+    diff = np.abs(region_pixels(before) - region_pixels(after)).max(axis=2) > 0.02
+    # A popup changes every pixel of its rectangle; elsewhere only a few lines may have moved (the
+    # viewport's overlay redrawn): keep the rows mostly changed, then their mostly changed columns.
+    rows = np.flatnonzero(diff.mean(axis=1) > 0.15)
+    check(len(rows) > 0, "nothing opened on screen")
+    cols = np.flatnonzero(diff[rows].mean(axis=0) > 0.5)
+    check(len(cols) > 0, "nothing opened on screen")
+    x0, y0 = max(int(cols.min()) - margin, 0), max(int(rows.min()) - margin, 0)
+    return x0, y0, int(cols.max()) + margin - x0, int(rows.max()) + margin - y0
+
+
+def show_prompt_editor() -> Iterator[float]:
+    """The pencil button's window for the active entity's prompt: screenshot, then Escape."""
+    view3d = area_of("VIEW_3D")
+    ui = region_of(view3d, "UI")
+    settings = bpy.context.scene.trajmaster
+    prompt = settings.entities[settings.active_entity_index].prompt
+    x, y = screen_xy(ui, ui.width // 2, ui.height // 2)
+    xdotool("mousemove", str(x), str(y))
+    yield from settle(0.5, redraw=True)
+    yield from steady_screenshot("full-before-editor")  # so that only the window that opens differs
+    with override(view3d, "UI"):
+        bpy.ops.trajmaster.edit_prompt("INVOKE_DEFAULT", entity=settings.active_entity_index)
+    yield from settle(1.0)
+    screenshot("full-editor")
+    screenshot("gui-prompt-editor", changed_box(SCREENS / "full-before-editor.png", SCREENS / "full-editor.png"))
+    xdotool("key", "Escape")  # leaves the text field
+    yield from settle(0.3)
+    xdotool("key", "Escape")  # closes the window: Cancel keeps the prompt as it was
+    yield from settle(0.5, redraw=True)
+    RESULTS["prompt_editor"] = {"kept": settings.entities[settings.active_entity_index].prompt == prompt}
+
+
+def search_presets() -> Iterator[float]:
+    """Click the entity prompt search field (Presets), type "dog" (the list shows the Golden
+    retriever, found by its prompt, and the Robot dog), then "golden coat" and Enter: the Golden
+    retriever fills the entity."""
+    view3d = area_of("VIEW_3D")
+    ui = region_of(view3d, "UI")
+    settings = bpy.context.scene.trajmaster
+    yield from show_markers(ui)
+    fields = widget_rows(ui, 11, 13, bpy.context.preferences.themes[0].user_interface.wcol_text.inner)
+    check(bool(fields), "no text field found in the Presets section")
+    top, bottom = fields[0]  # the first: the entity prompt search
+    x, y = screen_xy(ui, ui.width // 3, ui.height - (top + bottom) // 2)
+    xdotool("mousemove", str(x), str(y))
+    yield from settle(0.3, redraw=True)
+    yield from steady_screenshot("full-before-search")
+    xdotool("click", "1")
+    yield from settle(0.5)
+    xdotool("type", "--delay", "80", "dog")
+    yield from settle(1.5)
+    screenshot("full-search")
+    screenshot("gui-preset-search", changed_box(SCREENS / "full-before-search.png", SCREENS / "full-search.png"))
+    # Words only the Golden retriever's prompt has ("coat" is in no preset's name): the one match.
+    xdotool("key", "BackSpace", "BackSpace", "BackSpace")
+    xdotool("type", "--delay", "80", "golden coat")
+    yield from settle(1.5)
+    xdotool("key", "Return")
+    yield from settle(0.8, redraw=True)
+    park_mouse()
+    item = settings.entities[settings.active_entity_index]
+    RESULTS["preset_search"] = {"prompt": item.prompt, "height": item.height, "field": settings.entity_preset}
+    remove_markers()
+    yield from settle(0.3, redraw=True)
+
+
+def show_fitted_take() -> Iterator[float]:
+    """The take made in the 1920 x 1080 scene, fitted: the sequencer's preview and the take panel
+    with Set Output to 720 x 480; then that button, after which the take fills the frame."""
+    area = area_of("VIEW_3D")
+    area.type = "SEQUENCE_EDITOR"
+    scene = bpy.context.scene
+    strips = take_strips()
+    take = strips[-1]
+    for s in strips:
+        s.select = s == take
+    scene.sequence_editor.active_strip = take
+    yield from settle(1.0, redraw=True)
+    RESULTS["fit"] = {
+        "take": take.name,
+        "resolution": [scene.render.resolution_x, scene.render.resolution_y],
+        "scale": [take.transform.scale_x, take.transform.scale_y],
+    }
+    screenshot("gui-sequencer-fit", area_crop(area))
+    with override(area, "UI"):
+        check(bpy.ops.trajmaster.match_model_resolution() == {"FINISHED"}, "Set Output to 720 x 480 did not run")
+    yield from settle(0.8, redraw=True)
+    RESULTS["fit"]["after"] = {
+        "resolution": [scene.render.resolution_x, scene.render.resolution_y],
+        "scale": [take.transform.scale_x, take.transform.scale_y],
+    }
+    screenshot("full-sequencer-fitted", area_crop(area))
 
 
 # --- the driver ---------------------------------------------------------------------------------

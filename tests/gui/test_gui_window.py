@@ -34,12 +34,12 @@ TOOL = ROOT.parent / "shared" / "tools" / "blender-gui"
 SCRIPT = Path(__file__).with_name("gui_session.py")
 DOC_IMAGES = ROOT / "docs" / "images"
 UPDATE_ENV = "TRAJMASTER_UPDATE_SCREENSHOTS"
-# The whole Blender session; blender-gui kills Blender itself after this (BLENDER_GUI_TIMEOUT). About a
-# minute on a quiet machine, four on a 2-CPU machine busy with other tests (software OpenGL).
-SESSION_TIMEOUT_S = 480
+# The whole Blender session; blender-gui kills Blender itself after this (BLENDER_GUI_TIMEOUT). A few
+# minutes on a quiet machine, more on a 2-CPU machine busy with other tests (software OpenGL).
+SESSION_TIMEOUT_S = 600
 # Tall enough for the whole N-panel (shot, entities, presets, viewport, the Model panel open, generate)
 # without scrolling.
-SCREEN = "1600x1440x24"
+SCREEN = "1600x1700x24"
 MAX_DOC_IMAGE_BYTES = 300_000
 # Screenshots that go into the docs, and those that are only kept with the test's output.
 DOC_SCREENSHOTS = (
@@ -56,11 +56,19 @@ DOC_SCREENSHOTS = (
     "gui-findings",
     "gui-missing",
 )
+# Issue 12's: the take fitted to an HD frame, the prompt editor, the preset search, an error.
+DOC_SCREENSHOTS += ("gui-sequencer-fit", "gui-prompt-editor", "gui-preset-search", "gui-error")
 # Sections that other modules add (addon/overlay.py, addon/presets_ui.py): taken when they exist.
 OPTIONAL_SCREENSHOTS = ("gui-overlay", "gui-presets", "gui-viewport")
 # Cut below their last row of content (the sidebar and the preferences have empty space below):
-# every panel shot is, except the sequencer and the overlay (full-height areas).
-TRIMMED_SCREENSHOTS = {*DOC_SCREENSHOTS, *OPTIONAL_SCREENSHOTS} - {"gui-sequencer", "gui-overlay"}
+# every panel shot is, except the full-height areas and the popups (cut to what opened).
+TRIMMED_SCREENSHOTS = {*DOC_SCREENSHOTS, *OPTIONAL_SCREENSHOTS} - {
+    "gui-sequencer",
+    "gui-sequencer-fit",
+    "gui-overlay",
+    "gui-prompt-editor",
+    "gui-preset-search",
+}
 
 
 def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
@@ -257,6 +265,45 @@ def test_finished_take_spans_the_shot(session: Session) -> None:
     assert strip["type"] == "MOVIE" and strip["name"] == "Scene_take_001" and not strip["mute"]
     assert (strip["start"], strip["end"]) == (start, end + 1), "the take does not span the shot"
     assert strip["filepath"] == str(Path(results["take_folder"]) / "Scene_take_001.mp4")
+
+
+def test_a_double_click_on_generate_makes_one_take_and_cancels_nothing(session: Session) -> None:
+    """A real double click (xdotool) on Generate, and a click half a second later where Generate
+    was: the second and third clicks land on the progress bar (or on Generate before the panel
+    redrew, which ignores them), never on Cancel."""
+    results = session.need("double-click Generate")
+    done = results["double_click"]
+    # Sampled after the clicks were handled (the first sample is taken before Blender sees them).
+    assert done["states"][-1] == [True, "running"], f"a click cancelled the take: {done['states']}"
+    assert done["error"] == "", done["error"]
+    assert done["message"] == "Added Scene_take_002", done["message"]
+    assert done["after"] == [*done["before"], "Scene_take_002"], "one take, and only one"
+    assert done["file"].endswith("shot.blend"), "the clicks opened another file"
+
+
+def test_an_error_under_generate_is_in_view_on_a_900_px_screen(session: Session) -> None:
+    results = session.need("an error stays in view under Generate")
+    shown = results["error_in_view"]
+    assert shown["error"].startswith("The location prompt is empty"), shown["error"]
+    bottom = shown["section"][1]
+    # Blender's status bar takes the last 25 px of the window.
+    assert bottom <= 900 - 25, f"Generate's section (with its error) ends at y={bottom}: below a 900 px screen"
+
+
+def test_the_prompt_editor_and_the_preset_search_in_the_window(session: Session) -> None:
+    results = session.need("search the presets for a word of their text")
+    assert results["prompt_editor"]["kept"], "Escape in the prompt editor changed the prompt"
+    found = results["preset_search"]
+    assert found["prompt"].startswith("a dog with a long golden coat"), "'dog' did not find the Golden retriever"
+    assert abs(found["height"] - 0.6) < 1e-6 and found["field"] == ""
+
+
+def test_a_take_in_an_hd_scene_fills_its_height_and_the_button_sets_the_models_frame(session: Session) -> None:
+    results = session.need("show the take fitted to an HD frame")
+    fit = results["fit"]
+    assert fit["take"] == "Scene_take_002" and fit["resolution"] == [1920, 1080]
+    assert fit["scale"] == [1080 / 480, 1080 / 480], "the 720 x 480 take does not fill the frame's height"
+    assert fit["after"]["resolution"] == [720, 480] and fit["after"]["scale"] == [1.0, 1.0]
 
 
 def test_worker_is_kept_between_jobs_and_stopped_on_quit(session: Session) -> None:
