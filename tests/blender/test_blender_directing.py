@@ -118,6 +118,8 @@ def test_the_queue_shows_takes_done_and_an_eta_while_a_set_runs_on_the_worker(bl
     assert bpy.ops.trajmaster.generate_variations() == {"FINISHED"}
     assert runner.busy(), "with the worker, the operator returns at once"
     assert runner.status.batch_title == "3 variations (seed)" and runner.status.jobs_total == 3
+    assert bpy.ops.trajmaster.generate() == {"CANCELLED"}  # within a second: the end of a double click
+    runner._submitted_at -= 2 * runner.DOUBLE_CLICK_S
     with pytest.raises(RuntimeError, match="already running"):
         bpy.ops.trajmaster.generate()
     runner.status.last_error = ""  # that refusal's own message (Dismiss)

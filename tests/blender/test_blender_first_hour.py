@@ -166,7 +166,7 @@ def test_a_double_click_on_generate_makes_one_take_and_cancels_nothing(blend, ru
     assert names.index("trajmaster.cancel") > names.index("progress")
     assert ("trajmaster.cancel", 1.0) in busy
     # A click more than a second later is a real second Generate: refused with the sentence.
-    runner._active.started -= 2 * runner.DOUBLE_CLICK_S
+    runner._submitted_at -= 2 * runner.DOUBLE_CLICK_S
     with pytest.raises(RuntimeError, match="already running"):
         bpy.ops.trajmaster.generate()
     runner.status.last_error = ""

@@ -210,7 +210,7 @@ def test_worker_stays_between_generations_and_stops_on_unregister(blend, runner)
     runner.status.max_tick_ms = runner.status.max_place_ms = 0.0
     assert bpy.ops.trajmaster.generate() == {"FINISHED"}
     assert runner.busy(), "with the worker, Generate returns at once"
-    runner._active.started -= 2 * runner.DOUBLE_CLICK_S  # not the second click of a double click
+    runner._submitted_at -= 2 * runner.DOUBLE_CLICK_S  # not the second click of a double click
     with pytest.raises(RuntimeError, match="already running"):
         bpy.ops.trajmaster.generate()
     runner.wait(timeout=120)
