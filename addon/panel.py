@@ -11,7 +11,7 @@ from typing import ClassVar
 import bpy
 
 from ..backend import job as jobfile
-from . import compat, job_export, operators, presence, properties, runner, sequencer, status_scope, ui_text
+from . import compat, job_export, operators, presence, prompt_help, properties, runner, sequencer, status_scope, ui_text
 
 CATEGORY = "TrajMaster"
 MAIN = "TRAJMASTER_PT_main"
@@ -54,7 +54,9 @@ class TRAJMASTER_PT_main(_View3DPanel, bpy.types.Panel):
         sub.prop(settings, "frame_end", text="End")
         if settings.use_custom_range:
             col.operator("trajmaster.reset_range", icon="LOOP_BACK")
-        col.prop(settings, "location_prompt")
+        row = col.row(align=True)
+        row.prop(settings, "location_prompt")
+        prompt_help.expand_button(row, -1)
 
 
 class TRAJMASTER_UL_entities(bpy.types.UIList):
@@ -107,7 +109,9 @@ class TRAJMASTER_PT_entities(_View3DPanel, bpy.types.Panel):
                     alert = box.column()
                     alert.alert = True
                     _wrapped(alert, context, f"'{item.object.name}' {missing}.", icon="ERROR")
-            box.prop(item, "prompt")
+            row = box.row(align=True)
+            row.prop(item, "prompt")
+            prompt_help.expand_button(row, settings.active_entity_index)
             hint = job_export.word_hint(item.prompt)
             words = jobfile.word_count(item.prompt)
             box.label(text=hint or f"{words} words", icon="INFO" if hint else "CHECKMARK" if words else "BLANK1")
