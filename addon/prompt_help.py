@@ -25,6 +25,7 @@ for as soon as one is shown.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -44,6 +45,7 @@ BUSY = "the backend is busy with a take"
 NO_BACKEND = "no backend is set up on this computer"
 DIALOG_WIDTH = 560  # pixels at UI scale 1: about 70 characters a line
 DIALOG_CHARS = 70
+FIELD_CHARS = 100  # about what the dialog's text field shows without scrolling
 
 
 @dataclass
@@ -358,8 +360,10 @@ class TRAJMASTER_OT_expand_review(bpy.types.Operator):
         text = context.window_manager.trajmaster_expansion.text
         col = layout.column()
         ui_text.wrapped(col, f"You wrote: {s.original.strip()}", icon="GREASEPENCIL", width=DIALOG_CHARS)
-        box = col.box()
-        ui_text.wrapped(box, text or "(empty)", width=DIALOG_CHARS)
+        if len(text) > FIELD_CHARS:  # longer than the field shows: the whole text above it, wrapped
+            lines = col.box().column(align=True)
+            for line in textwrap.wrap(text, DIALOG_CHARS):
+                lines.label(text=line)
         col.prop(context.window_manager.trajmaster_expansion, "text", text="")
         words = len(text.split())
         low, high = WORD_RANGE
