@@ -25,6 +25,7 @@ for as soon as one is shown.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -137,8 +138,14 @@ def _local(s: Session, seed: int, why: str) -> Proposal:
     return Proposal(expansion.text, seed, FALLBACK, why=why)
 
 
+def _short_paths(text: str) -> str:
+    """Folders in a sentence cut to their last two names (the dialog is narrow)."""
+    return re.sub(r"(?:[A-Za-z]:)?[\\/]\S*[\\/](\S+[\\/]\S+)", lambda m: ".../" + m.group(1), text)
+
+
 def _from_result(seed: int, result: dict[str, Any]) -> Proposal:
-    why = str(result.get("model_problem") or "")
+    why = _short_paths(str(result.get("model_problem") or ""))
+    why = why[:1].lower() + why[1:]  # it follows a colon
     refused = result.get("refused") or []
     if not why and refused:
         why = f"the prompt model's candidates were refused ({refused[0]})"

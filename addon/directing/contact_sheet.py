@@ -199,7 +199,7 @@ def finish(context: bpy.types.Context) -> Any | None:
     if scene is None or bpy.data.filepath != ended.blend_file:
         return None  # another file was opened meanwhile: the sheet stays on disk, unused
     try:
-        strip = place(context, scene, ended)
+        strip = place(context, scene, ended, (int(task.result["width"]), int(task.result["height"])))
     except sequencer.TakeError as exc:
         _say(str(exc), ended.scene, ended.shot, error=True)
         return None
@@ -208,9 +208,10 @@ def finish(context: bpy.types.Context) -> Any | None:
     return strip
 
 
-def place(context: bpy.types.Context, scene: bpy.types.Scene, made: SheetJob) -> Any:
-    """The sheet's strip over the shot, above the set, playing; the selection is kept (Compare
-    stays on the take the user had selected)."""
+def place(context: bpy.types.Context, scene: bpy.types.Scene, made: SheetJob, size: tuple[int, int]) -> Any:
+    """The sheet's strip over the shot, above the set, playing, scaled to fit the frame (it is
+    bigger than a take: up to twice its size each way); the selection is kept (Compare stays on
+    the take the user had selected)."""
     editor = scene.sequence_editor or scene.sequence_editor_create()
     strips = compat.strips(editor)
     members = [strips.get(name) for name in made.takes]
@@ -238,6 +239,10 @@ def place(context: bpy.types.Context, scene: bpy.types.Scene, made: SheetJob) ->
     except BaseException:
         strips.remove(strip)
         raise
+    # Blender's Python API adds a movie at its own size (the fit method applies only when it is
+    # added from the UI): scale it to fit the frame, as "Scale to Fit" would.
+    scale = min(scene.render.resolution_x / size[0], scene.render.resolution_y / size[1])
+    strip.transform.scale_x = strip.transform.scale_y = scale
     strip[sequencer.SHEET_PROP] = {
         "shot": made.shot,
         "scene": made.scene,

@@ -84,6 +84,12 @@ def test_the_sheet_is_a_new_video_next_to_the_takes_and_a_strip_above_the_set_th
     assert (sheet.frame_final_start, sheet.frame_final_end) == (START, END + 1), "over the shot, like a take"
     assert bpy.path.abspath(sheet.filepath) == str(path)
     assert not sheet.mute and all(t.mute for t in takes()), "the sheet plays; the takes are muted"
+    render = bpy.context.scene.render
+    scale = sheet.transform.scale_x
+    assert sheet.transform.scale_y == pytest.approx(scale)
+    fitted = (1444 * scale, 964 * scale)
+    assert fitted[0] <= render.resolution_x + 0.5 and fitted[1] <= render.resolution_y + 0.5, "it fits the frame"
+    assert max(fitted[0] / render.resolution_x, fitted[1] / render.resolution_y) == pytest.approx(1.0, abs=1e-3)
     props = sheet["trajmaster_sheet"]
     assert props["shot"] == "Scene" and props["set"] == first["trajmaster"]["variation_set"]
     assert editor().active_strip == first, "Compare stays on the selected take"
