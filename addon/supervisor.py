@@ -344,11 +344,13 @@ class Supervisor:
         """The events of a claimed job since the last call; never blocks. A job that has ended (or
         that a stop() forgot) gives its last events once, then nothing."""
         self._drain()
-        events = self._claimed.get(job_id, [])
+        if job_id not in self._claimed:
+            return []
+        events = self._claimed[job_id]
         if job_id in self._jobs:
             self._claimed[job_id] = []
         else:
-            self._claimed.pop(job_id, None)
+            del self._claimed[job_id]
         return events
 
     def _drain(self) -> None:
