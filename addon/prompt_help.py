@@ -453,7 +453,7 @@ def expand_button(layout: bpy.types.UILayout, entity: int) -> None:
 
 
 @persistent
-def _on_load(*_args: Any) -> None:
+def _forget_expansion_on_load(*_args: Any) -> None:
     end()  # about the previous file's prompts
 
 
@@ -469,12 +469,12 @@ _register_classes, _unregister_classes = bpy.utils.register_classes_factory(clas
 def register() -> None:
     _register_classes()
     bpy.types.WindowManager.trajmaster_expansion = PointerProperty(type=TRAJMASTER_PG_expansion)
-    bpy.app.handlers.load_post.append(_on_load)
+    bpy.app.handlers.load_post.append(_forget_expansion_on_load)
 
 
 def unregister() -> None:
-    if _on_load in bpy.app.handlers.load_post:
-        bpy.app.handlers.load_post.remove(_on_load)
+    if _forget_expansion_on_load in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(_forget_expansion_on_load)
     if bpy.app.timers.is_registered(tick):
         bpy.app.timers.unregister(tick)
     end()

@@ -382,7 +382,7 @@ def draw(layout: bpy.types.UILayout, context: bpy.types.Context, strip: Any, gro
 
 
 @persistent
-def _on_load(*_args: Any) -> None:
+def _forget_sheet_on_load(*_args: Any) -> None:
     global note
     abandon()  # its strip would go into another file's sequencer
     note = Note()
@@ -394,12 +394,12 @@ _register_classes, _unregister_classes = bpy.utils.register_classes_factory(clas
 
 def register() -> None:
     _register_classes()
-    bpy.app.handlers.load_post.append(_on_load)
+    bpy.app.handlers.load_post.append(_forget_sheet_on_load)
 
 
 def unregister() -> None:
-    if _on_load in bpy.app.handlers.load_post:
-        bpy.app.handlers.load_post.remove(_on_load)
+    if _forget_sheet_on_load in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(_forget_sheet_on_load)
     if bpy.app.timers.is_registered(tick):
         bpy.app.timers.unregister(tick)
     abandon()

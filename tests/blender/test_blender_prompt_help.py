@@ -110,7 +110,8 @@ def test_the_worker_answers_with_the_backends_fallback_when_no_prompt_model_is_i
 
     proposal = prompt_help.session.shown
     assert runner.worker_pid() is not None, "the worker answered (and stays up for the next take)"
-    assert proposal.source == "fallback" and proposal.why.startswith("no prompt model in .../weights/"), "the backend says why"
+    assert proposal.source == "fallback"
+    assert proposal.why.startswith("no prompt model in .../weights/"), "the backend says why (its folder, shortened)"
     assert proposal.text == fallback.expand("snowy mountain pass", "location", 0).text
     assert prompt_help.session.local == proposal.why, "no model there: Retry needs no round trip"
     pid = runner.worker_pid()
