@@ -6,15 +6,23 @@ nothing, and descriptions that cannot be expanded refused in one sentence."""
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 
 import bpy
 import pytest
 import scenes
-from conftest import MODULE
+from conftest import MODULE, ROOT
 
 from backend.prompt_help import WORD_RANGE, fallback
 
 LOW, HIGH = WORD_RANGE
+# The backend's full environment (torch, transformers), which `python3 dev.py setup` makes: the
+# prompt model runs there, not in the bpy environments.
+FULL_PYTHON = ROOT / ".venv" / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+TAUGHT = (
+    " with a short black coat, upright pointed ears, a curled bushy tail, a blue nylon collar, and bright brown eyes"
+)
 
 
 def module(name):
@@ -41,6 +49,29 @@ def no_prompt_model(monkeypatch, tmp_path):
     """A weights folder without the prompt model (the worker reads it from --weights)."""
     (tmp_path / "weights").mkdir()
     monkeypatch.setenv("TRAJMASTER_WEIGHTS", str(tmp_path / "weights"))
+
+
+@pytest.fixture(scope="module")
+def taught_weights(tmp_path_factory):
+    """A weights folder with a tiny prompt model (tests/tiny_llm.py) that answers "a dog" well,
+    built by the full environment's Python."""
+    if not FULL_PYTHON.is_file():
+        pytest.skip(f"needs the backend's full environment {FULL_PYTHON} (python3 dev.py setup makes it)")
+    weights = tmp_path_factory.mktemp("taught")
+    script = f"""
+import sys
+from pathlib import Path
+sys.path[:0] = [{str(ROOT / "tests")!r}, {str(ROOT)!r}]
+import tiny_llm
+from transformers import AutoTokenizer
+from backend.prompt_help import model, rules
+folder = tiny_llm.build(Path({str(weights)!r}), seed=1)
+tokenizer = AutoTokenizer.from_pretrained(folder)
+prompt = model.prompt_text(tokenizer, rules.subject("a dog", "entity"), Path({str(ROOT / "presets")!r}))
+tiny_llm.teach(folder, [(prompt, {TAUGHT!r})])
+"""
+    subprocess.run([str(FULL_PYTHON), "-c", script], check=True, timeout=900, capture_output=True)
+    return weights
 
 
 def shot(prompt="a dog", location="desert"):
@@ -121,6 +152,30 @@ def test_the_worker_answers_with_the_backends_fallback_when_no_prompt_model_is_i
     assert bpy.ops.trajmaster.expand_review() == {"FINISHED"}
     assert settings.location_prompt == field()
     assert runner.worker_pid() == pid
+
+
+def test_with_the_prompt_model_installed_the_worker_writes_the_proposal_and_retry_asks_it_again(
+    blend, runner, prompt_help, taught_weights, monkeypatch
+):
+    settings = shot("a dog")
+    monkeypatch.setenv("TRAJMASTER_PYTHON", str(FULL_PYTHON))
+    monkeypatch.setenv("TRAJMASTER_WEIGHTS", str(taught_weights))
+    runner.use_worker = True
+
+    assert bpy.ops.trajmaster.expand_prompt(entity=0) == {"FINISHED"}
+
+    proposal = prompt_help.session.shown
+    assert (proposal.source, proposal.license.lower()) == ("Qwen2.5-1.5B-Instruct", "apache-2.0")  # its model card's
+    assert proposal.credit() == f"Written by the prompt model Qwen2.5-1.5B-Instruct ({proposal.license})"
+    assert field() == "a dog" + TAUGHT and prompt_help.session.local == ""
+    pid = runner.worker_pid()
+    assert bpy.ops.trajmaster.expand_retry() == {"FINISHED"}
+    assert prompt_help.session.seed == 1 and runner.worker_pid() == pid, "Retry asked the same worker again"
+    assert prompt_help.session.shown.source in ("Qwen2.5-1.5B-Instruct", "fallback")
+    assert field().startswith("a dog ") and LOW <= len(field().split()) <= HIGH
+    assert bpy.ops.trajmaster.expand_review() == {"FINISHED"}
+    assert settings.entities[0].prompt == field()
+    runner.shutdown()  # the worker of another Python: the next test starts its own
 
 
 def test_while_a_take_renders_the_fallback_in_blender_answers_at_once(blend, runner, prompt_help, no_prompt_model):
