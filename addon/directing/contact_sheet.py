@@ -352,7 +352,7 @@ class TRAJMASTER_OT_play_contact_sheet(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def draw(layout: bpy.types.UILayout, context: bpy.types.Context, strip: Any, group: list[Any]) -> None:
+def draw(layout: bpy.types.UILayout, context: bpy.types.Context, strip: Any) -> None:
     """Compare's contact sheet section: the button (or the progress and Cancel), the shot's
     sheets with Play, and what happened to the last one."""
     info = sequencer.take_info(strip) or {}
@@ -368,9 +368,8 @@ def draw(layout: bpy.types.UILayout, context: bpy.types.Context, strip: Any, gro
         compat.draw_progress(row, task.step / task.total if task.total else 0.0, text)
         row.operator("trajmaster.cancel_contact_sheet", text="", icon="X")
     else:
-        row = col.row()
-        row.enabled = job is None and MIN_TAKES <= len(group) <= MAX_TAKES
-        row.operator("trajmaster.make_contact_sheet", icon="IMGDISPLAY")
+        # Enabled for a group of the wrong size too: the press says why in one sentence.
+        col.operator("trajmaster.make_contact_sheet", icon="IMGDISPLAY")
     editor = compare.editor(context)
     for sheet in sequencer.shot_sheets(editor, shot) if editor else []:
         row = col.row(align=True)

@@ -182,7 +182,7 @@ class TRAJMASTER_PT_compare(bpy.types.Panel):
             button = row.operator("trajmaster.take_mark", text=text, icon=MARK_ICONS[kind], depress=mark == kind)
             button.mark = kind
         # Actions on the whole set go below.
-        contact_sheet.draw(layout, context, strip, takes)
+        contact_sheet.draw(layout, context, strip)
 
 
 classes = (TRAJMASTER_PT_queue, TRAJMASTER_PT_variations, TRAJMASTER_PT_all_shots, TRAJMASTER_PT_compare)
