@@ -11,7 +11,7 @@ from typing import ClassVar
 import bpy
 
 from ..backend import job as jobfile
-from . import compat, job_export, operators, presence, properties, runner, sequencer, status_scope, ui_text
+from . import compat, job_export, operators, presence, prompt_help, properties, runner, sequencer, status_scope, ui_text
 
 CATEGORY = "TrajMaster"
 MAIN = "TRAJMASTER_PT_main"
@@ -58,6 +58,7 @@ class TRAJMASTER_PT_main(_View3DPanel, bpy.types.Panel):
         row = col.row(align=True)
         row.prop(settings, "location_prompt")
         row.operator("trajmaster.edit_prompt", text="", icon="GREASEPENCIL").entity = -1
+        prompt_help.expand_button(row, -1)
 
 
 class TRAJMASTER_UL_entities(bpy.types.UIList):
@@ -114,6 +115,7 @@ class TRAJMASTER_PT_entities(_View3DPanel, bpy.types.Panel):
             row = box.row(align=True)
             row.prop(item, "prompt")
             row.operator("trajmaster.edit_prompt", text="", icon="GREASEPENCIL").entity = settings.active_entity_index
+            prompt_help.expand_button(row, settings.active_entity_index)
             hint = job_export.word_hint(item.prompt)
             words = jobfile.word_count(item.prompt)
             box.label(text=hint or f"{words} words", icon="INFO" if hint else "CHECKMARK" if words else "BLANK1")

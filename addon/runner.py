@@ -199,15 +199,29 @@ def _supervisor_for(python: str, engine_args: list[str] | tuple[str, ...] = ()) 
     return _supervisor
 
 
-def _executor_for(context: bpy.types.Context) -> Executor:
-    """Where the next submission runs. Today the local backend; a TrajMaster server client (a
-    setting in the preferences) is the other executor (executor.py says what it must do)."""
+def local_python(context: bpy.types.Context | None = None) -> str:
+    """The backend Python on this computer, checked to exist (raises RunError with the sentence):
+    what the add-on's one-shot helper commands (contact sheets) run in."""
     try:
         python = preferences.backend_python(context)
     except preferences.BackendNotConfigured as exc:
         raise RunError(str(exc)) from None
     _check_python(python)
-    return _supervisor_for(python, preferences.engine_args(context))
+    return python
+
+
+def _executor_for(context: bpy.types.Context) -> Executor:
+    """Where the next submission runs. Today the local backend; a TrajMaster server client (a
+    setting in the preferences) is the other executor (executor.py says what it must do)."""
+    return _supervisor_for(local_python(context), preferences.engine_args(context))
+
+
+def local_worker(context: bpy.types.Context) -> Supervisor | None:
+    """The local worker that makes the takes (started on first use), for the add-on's other
+    requests to it (prompt help); None when takes are made otherwise (one process per take in
+    background Blender). Raises RunError when there is no backend on this computer."""
+    executor = _executor_for(context)
+    return executor if isinstance(executor, Supervisor) and executor.mode == WORKER else None
 
 
 def _synchronous(executor: Executor) -> bool:

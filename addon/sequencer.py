@@ -23,6 +23,8 @@ from . import compat
 from .directing import variations
 
 TAKE_PROP = "trajmaster"
+# A contact sheet's strip (directing/contact_sheet.py): not a take, so it has its own property.
+SHEET_PROP = "trajmaster_sheet"
 MAX_CHANNEL = 128
 LABEL_SEPARATOR = " \u00b7 "  # a middle dot: "Scene_take_005 · LoRA 0.30"
 
@@ -57,6 +59,20 @@ def shot_takes(editor: bpy.types.SequenceEditor, shot: str) -> list[Any]:
         if info is not None and info.get("shot") == shot:
             found.append((int(info.get("take", 0)), strip))
     return [s for _, s in sorted(found, key=lambda pair: pair[0])]
+
+
+def sheet_info(strip: Any) -> dict[str, Any] | None:
+    """The contact sheet properties of a strip (as a plain dict), or None for other strips."""
+    if strip is None or SHEET_PROP not in strip:
+        return None
+    value = strip[SHEET_PROP]
+    return value.to_dict() if hasattr(value, "to_dict") else dict(value)
+
+
+def shot_sheets(editor: bpy.types.SequenceEditor, shot: str) -> list[Any]:
+    """The shot's contact sheet strips, in channel order."""
+    found = [s for s in compat.strips(editor) if (sheet_info(s) or {}).get("shot") == shot]
+    return sorted(found, key=lambda s: s.channel)
 
 
 def _channel_free(editor: bpy.types.SequenceEditor, channel: int, start: int, end: int) -> bool:

@@ -134,6 +134,8 @@ class Supervisor:
         self.parallel = 1  # one process runs one job at a time
         self._proc: _Process | None = None
         self._jobs: dict[str, _Job] = {}  # in the order sent: the first one is running
+        self._claimed: dict[str, list[dict[str, Any]]] = {}  # job id -> its events not yet taken (claim())
+        self._unclaimed: list[dict[str, Any]] = []  # events for poll()
         self._head_since = 0.0
         self._ids = itertools.count(1)
 
@@ -326,8 +328,37 @@ class Supervisor:
 
     # --- events -----------------------------------------------------------------------------
 
+    def claim(self, job_id: str) -> None:
+        """Keep the events of `job_id` for poll_job() instead of poll(): the add-on's own requests
+        (prompt help on the worker) share the process with the job queue's takes, whose poll()
+        would otherwise take their events and drop them as not its own."""
+        self._claimed.setdefault(job_id, [])
+
     def poll(self) -> list[dict[str, Any]]:
-        """Everything that has happened since the last call; never blocks."""
+        """Everything that has happened since the last call to jobs nobody claimed; never blocks."""
+        self._drain()
+        out, self._unclaimed = self._unclaimed, []
+        return out
+
+    def poll_job(self, job_id: str) -> list[dict[str, Any]]:
+        """The events of a claimed job since the last call; never blocks. A job that has ended (or
+        that a stop() forgot) gives its last events once, then nothing."""
+        self._drain()
+        if job_id not in self._claimed:
+            return []
+        events = self._claimed[job_id]
+        if job_id in self._jobs:
+            self._claimed[job_id] = []
+        else:
+            del self._claimed[job_id]
+        return events
+
+    def _drain(self) -> None:
+        for event in self._read():
+            job_id = event.get("job")
+            (self._claimed[job_id] if job_id in self._claimed else self._unclaimed).append(event)
+
+    def _read(self) -> list[dict[str, Any]]:
         proc = self._proc
         if proc is None:
             return []

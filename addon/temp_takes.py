@@ -6,7 +6,7 @@ video lies anywhere under that temporary folder (this file's, or another unsaved
 finished take was added here) is copied with its sidecar, job file and PNG frames to the saved
 file's take folder (the preferences' output folder, else `trajmaster/<shot>/` next to it), and
 the strip and its properties are pointed at the copies, so the saved .blend never refers to the
-temporary folder.
+temporary folder. A contact sheet's video (directing/contact_sheet.py) is copied the same way.
 Blender's own save makes the new paths relative. Copies only: the temporary files stay, and
 nothing at the destination is overwritten; a take whose name is already used there by another
 take stays where it is, with a warning in the panel (the same take copied before is reused).
@@ -80,7 +80,9 @@ def copy_take(video: Path, folder: Path) -> Path | None:
     return folder / video.name
 
 
-def _temp_takes() -> list[tuple[Any, dict[str, Any], Path]]:
+def _temp_takes() -> list[tuple[Any, str, dict[str, Any], Path]]:
+    """(strip, its property's name, the property, the video) of every take and contact sheet
+    (directing/contact_sheet.py: a video alone) in the temporary folder."""
     root = outputs.temp_root()
     found = []
     for scene in bpy.data.scenes:
@@ -88,22 +90,25 @@ def _temp_takes() -> list[tuple[Any, dict[str, Any], Path]]:
         if editor is None or scene.library is not None:
             continue  # a linked scene's strips are read-only; its own file keeps its takes
         for strip in compat.all_strips(editor):
-            info = sequencer.take_info(strip)
+            prop, info = sequencer.TAKE_PROP, sequencer.take_info(strip)
+            if info is None:
+                prop, info = sequencer.SHEET_PROP, sequencer.sheet_info(strip)
             if info is None or strip.type != "MOVIE":
                 continue
             video = Path(bpy.path.abspath(strip.filepath))
             if _inside(video, root) and video.is_file():
-                found.append((strip, info, video))
+                found.append((strip, prop, info, video))
     return found
 
 
 # The take properties that name the take's files (sequencer.take_properties).
 _PATH_KEYS = ("video", "sidecar", "job")
 
-# The strips the save in progress repointed, as they were: (strip, filepath, the changed properties).
+# The strips the save in progress repointed, as they were: (strip, its property's name, filepath,
+# the changed properties).
 # A save that writes a copy (File > Save Copy) puts them back afterwards: the copy refers to the
 # copied takes, and the open file keeps its takes in the temporary folder until it is saved itself.
-_repointed: list[tuple[Any, str, dict[str, str]]] = []
+_repointed: list[tuple[Any, str, str, dict[str, str]]] = []
 
 
 def keep_temp_takes(blend_path: str) -> list[str]:
@@ -114,8 +119,9 @@ def keep_temp_takes(blend_path: str) -> list[str]:
     if takes_dir is None or _inside(takes_dir, outputs.temp_root()):
         return []  # a .blend saved in the system's temporary folder: its takes are there already
     copied: set[Path] = set()  # the takes' new videos (two halves of a split strip are one take)
+    sheets: set[Path] = set()
     warnings = []
-    for strip, info, video in _temp_takes():
+    for strip, prop, info, video in _temp_takes():
         destination = takes_dir / video.parent.name
         try:
             new_video = copy_take(video, destination)
@@ -131,16 +137,18 @@ def keep_temp_takes(blend_path: str) -> list[str]:
                 "a take of that name. Copy it somewhere safe by hand."
             )
             continue
-        _repointed.append((strip, strip.filepath, {key: info[key] for key in _PATH_KEYS if key in info}))
+        _repointed.append((strip, prop, strip.filepath, {key: info[key] for key in _PATH_KEYS if key in info}))
         strip.filepath = str(new_video)
-        props = strip[sequencer.TAKE_PROP]
+        props = strip[prop]
         for key in _PATH_KEYS:
             old = Path(str(info.get(key) or ""))
             if info.get(key) and old.parent == video.parent:
                 props[key] = str(destination / old.name)
-        copied.add(new_video)
-    if copied:
-        warnings.insert(0, f"Copied {len(copied)} take(s) made before the first save to {takes_dir}.")
+        (copied if prop == sequencer.TAKE_PROP else sheets).add(new_video)
+    if copied or sheets:
+        what = [f"{len(copied)} take(s)"] if copied else []
+        what += [f"{len(sheets)} contact sheet(s)"] if sheets else []
+        warnings.insert(0, f"Copied {' and '.join(what)} made before the first save to {takes_dir}.")
     return warnings
 
 
@@ -164,9 +172,9 @@ def _on_save_post(*args: Any) -> None:
     current = bpy.data.filepath
     if not written or (current and os.path.normcase(current) == os.path.normcase(written)):
         return
-    for strip, filepath, props in repointed:
+    for strip, prop, filepath, props in repointed:
         strip.filepath = filepath
-        strip[sequencer.TAKE_PROP].update(props)
+        strip[prop].update(props)
 
 
 def register() -> None:

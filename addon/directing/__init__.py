@@ -4,6 +4,7 @@
 - settings.py: `scene.trajmaster_directing` (variation count and kind, the takes marked A and B).
 - batches.py: Generate Variations and Generate All Shots (checks, jobs, the runner's queue).
 - compare.py: stepping through a set, A/B, favourite/reject marks (sequencer, undoable).
+- contact_sheet.py: a set's takes side by side in one video (the backend's contact-sheet), as a strip.
 - keymaps.py: the sequencer keys for stepping and A/B.
 - panels.py: the N-panel's Variations and All Shots sections, the queue, the take panel's Compare.
 """
@@ -14,9 +15,9 @@ from types import ModuleType
 
 
 def _modules() -> tuple[ModuleType, ...]:
-    from . import batches, compare, keymaps, panels, settings
+    from . import batches, compare, contact_sheet, keymaps, panels, settings
 
-    return (settings, batches, compare, panels, keymaps)
+    return (settings, batches, compare, contact_sheet, panels, keymaps)
 
 
 def register() -> None:

@@ -61,11 +61,14 @@ def mark_of(strip: Any) -> str:
 
 
 def solo(editor: bpy.types.SequenceEditor, strip: Any) -> None:
-    """Play `strip`, mute the other takes of its shot, and make it the active strip."""
-    info = sequencer.take_info(strip) or {}
-    for other in sequencer.shot_takes(editor, str(info.get("shot", ""))):
+    """Play `strip`, mute the other takes of its shot and its contact sheets (they lie above the
+    takes and would hide it), and make it the active strip."""
+    shot = str((sequencer.take_info(strip) or {}).get("shot", ""))
+    for other in sequencer.shot_takes(editor, shot):
         other.mute = other != strip
         other.select = other == strip
+    for sheet in sequencer.shot_sheets(editor, shot):
+        sheet.mute = True
     strip.mute = False
     editor.active_strip = strip
 

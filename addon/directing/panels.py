@@ -12,7 +12,7 @@ from typing import ClassVar
 import bpy
 
 from .. import compat, panel, runner, sequencer
-from . import batches, compare, variations
+from . import batches, compare, contact_sheet, variations
 
 STATE_ICONS = {
     "queued": "TIME",
@@ -181,8 +181,8 @@ class TRAJMASTER_PT_compare(bpy.types.Panel):
         for kind, text in (("FAVOURITE", "Favourite"), ("REJECT", "Reject")):
             button = row.operator("trajmaster.take_mark", text=text, icon=MARK_ICONS[kind], depress=mark == kind)
             button.mark = kind
-        # Actions on the whole set go below: the contact sheet (the set's takes side by side in one
-        # video, from the backend's `contact-sheet` command) once that command exists.
+        # Actions on the whole set go below.
+        contact_sheet.draw(layout, context, strip)
 
 
 classes = (TRAJMASTER_PT_queue, TRAJMASTER_PT_variations, TRAJMASTER_PT_all_shots, TRAJMASTER_PT_compare)

@@ -702,6 +702,8 @@ def scenario() -> Iterator[float]:
 
     yield from the_panel_follows_the_file()
 
+    yield from choosing_between_takes()
+
     step("quit")
     pid = runner.worker_pid()
     runner.shutdown()  # what unregister()/atexit do on a normal quit; os._exit() below skips atexit
@@ -999,6 +1001,232 @@ def the_panel_follows_the_file() -> Iterator[float]:
     yield from settle(0.5)
     yield from redraw_sidebar()
     RESULTS["reopened"] = status_now()
+
+
+# --- prompt help and choosing between takes (issue 13) ------------------------------------------------
+
+
+def changed_crop(before: Path, after: Path, pad: int = 6) -> tuple[int, int, int, int]:
+    """The rectangle of what changed between two screenshots (a dialog that opened), padded."""
+    import numpy as np
+
+    a, b = region_pixels(before), region_pixels(after)
+    changed = np.abs(a - b).max(axis=2) > 0.02
+
+    def longest_run(counts: Any) -> Any:
+        # The dialog is one block of rows (columns) that change over a long stretch; elsewhere a
+        # line changes here and there (the active area's outline, the status bar's key hints).
+        found = np.flatnonzero(counts > 150)
+        # A few rows inside the dialog change less (an edge that happens to match what was below).
+        runs = np.split(found, np.flatnonzero(np.diff(found) > 12) + 1) if found.size else [found]
+        return max(runs, key=len)
+
+    rows, cols = longest_run(changed.sum(axis=1)), longest_run(changed.sum(axis=0))
+    check(rows.size > 20 and cols.size > 20, f"no dialog opened between {before.name} and {after.name}")
+    height, width = changed.shape
+    left, top = max(0, int(cols[0]) - pad), max(0, int(rows[0]) - pad)
+    return left, top, min(width, int(cols[-1]) + pad) - left, min(height, int(rows[-1]) + pad) - top
+
+
+def expand_a_prompt() -> Iterator[float]:
+    """Expand beside the first entity's prompt, as a user does: "Expanding..." on the button, the
+    dialog when the worker (no prompt model here: the backend's offline fallback) answers, R for
+    Retry, Return to accept (undoable), and Escape changing nothing."""
+    prompt_help, runner = addon("prompt_help"), addon("runner")
+    view3d = area_of("VIEW_3D")
+    window_region = region_of(view3d, "WINDOW")
+    settings = bpy.context.scene.trajmaster
+    settings.active_entity_index = 0
+    settings.entities[0].prompt = "a grey horse"
+    with override(view3d):
+        bpy.ops.ed.undo_push(message="Prompt")  # what typing it into the field pushes
+    out: dict[str, Any] = {"worker": runner.worker_pid()}
+    RESULTS["expand"] = out
+
+    def press_expand(before: Path | None = None) -> Iterator[float]:
+        # The dialog opens where the mouse is: the middle of the viewport.
+        xdotool("mousemove", *map(str, screen_xy(window_region, window_region.width // 2, window_region.height // 2)))
+        yield from settle(0.5, redraw=True)
+        if before is not None:
+            screenshot(before.stem)
+        with override(view3d, "UI"):
+            result = bpy.ops.trajmaster.expand_prompt("INVOKE_DEFAULT", entity=0)
+        check(result == {"FINISHED"}, f"Expand returned {result}: {runner.status.last_error}")
+        out.setdefault("button_said_expanding", prompt_help.expanding(0))
+        yield from wait_until(
+            lambda: prompt_help.session is not None and prompt_help.session.opened, 30, "the Expand dialog"
+        )
+        yield from settle(0.8, redraw=True)
+
+    yield from press_expand(before=SCREENS / "full-before-expand.png")
+    field = bpy.context.window_manager.trajmaster_expansion
+    out["first"] = field.text
+    out["credit"] = prompt_help.session.shown.credit()
+    full = SCREENS / "full-expand.png"
+    screenshot(full.stem)
+    screenshot("gui-expand", changed_crop(SCREENS / "full-before-expand.png", full))
+    xdotool("key", "r")  # Retry: its underlined letter
+    yield from settle(0.8, redraw=True)
+    out["retry"] = field.text
+    xdotool("key", "Return")  # Accept
+    yield from wait_until(lambda: prompt_help.session is None, 10, "Accept to close the dialog")
+    yield from settle(0.3)
+    out["accepted"] = settings.entities[0].prompt
+    with override(view3d):
+        check(bpy.ops.ed.undo() == {"FINISHED"}, "Undo failed")
+    out["after_undo"] = bpy.context.scene.trajmaster.entities[0].prompt
+    with override(view3d):
+        check(bpy.ops.ed.redo() == {"FINISHED"}, "Redo failed")
+    out["after_redo"] = bpy.context.scene.trajmaster.entities[0].prompt
+
+    settings = bpy.context.scene.trajmaster
+    settings.entities[0].prompt = "a grey horse"
+    yield from press_expand()
+    xdotool("key", "Escape")  # Cancel
+    yield from wait_until(lambda: prompt_help.session is None, 10, "Escape to close the dialog")
+    out["after_cancel"] = settings.entities[0].prompt
+    out["worker_after"] = runner.worker_pid()
+    park_mouse()
+
+
+def sequencer_view(area: bpy.types.Area, strips: list[Any]) -> Iterator[float]:
+    """`area` as a sequencer with its preview, zoomed to `strips`, at the middle of the shot."""
+    area.type = "SEQUENCE_EDITOR"
+    yield from settle(0.3)
+    area.spaces.active.view_type = "SEQUENCER_PREVIEW"
+    scene = bpy.context.scene
+    scene.frame_current = (scene.trajmaster.frame_start + scene.trajmaster.frame_end) // 2
+    yield from settle(0.5)
+    with override(area):
+        bpy.ops.sequencer.view_all()
+    yield from settle(0.3)
+    view2d = region_of(area, "WINDOW").view2d
+    low, high = min(s.channel for s in strips), max(s.channel for s in strips)
+    x0, y0 = view2d.view_to_region(min(s.frame_final_start for s in strips) - 4, low - 0.2, clip=False)
+    x1, y1 = view2d.view_to_region(max(s.frame_final_end for s in strips) + 4, high + 1.2, clip=False)
+    with override(area):
+        bpy.ops.view2d.zoom_border(xmin=x0, xmax=x1, ymin=y0, ymax=y1, wait_for_input=False)
+    yield from settle(0.8, redraw=True)
+
+
+def sequencer_key(area: bpy.types.Area, key: str) -> Iterator[float]:
+    """A key pressed with the mouse over the sequencer's timeline (where its keymap applies)."""
+    timeline = region_of(area, "WINDOW")
+    xdotool("mousemove", *map(str, screen_xy(timeline, timeline.width // 2, timeline.height // 2)))
+    yield from settle(0.3)
+    xdotool("key", key)
+    yield from settle(0.4)
+
+
+def choosing_between_takes() -> Iterator[float]:
+    """Issue 13: Expand with the fallback; four variations of the demo shot with the preview
+    engine; stepping through them with the keys, A/B, a favourite; the set's contact sheet."""
+    runner, contact_sheet = addon("runner"), addon("directing.contact_sheet")
+    view3d = area_of("VIEW_3D")
+    view3d.spaces.active.show_region_ui = True
+    yield from show_category(view3d, CATEGORY)
+
+    step("expand a prompt")
+    yield from expand_a_prompt()
+
+    step("generate four variations")
+    directing = bpy.context.scene.trajmaster_directing
+    directing.variation_count, directing.variation_varies = 4, "seed"
+    before = {s.name for s in take_strips()}
+    with override(view3d, "UI"):
+        result = bpy.ops.trajmaster.generate_variations("INVOKE_DEFAULT")
+    check(result == {"FINISHED"}, f"Generate Variations returned {result}: {runner.status.last_error}")
+    queue_seen: list[tuple[int, int]] = []
+    deadline = time.monotonic() + 4 * CONFIG.get("job_timeout", 90)
+    while runner.busy():
+        check(time.monotonic() < deadline, "the four variations did not finish")
+        done = (runner.status.jobs_done, runner.status.jobs_total)
+        if not queue_seen or queue_seen[-1] != done:
+            queue_seen.append(done)
+        yield POLL_S
+    made = sorted((s for s in take_strips() if s.name not in before), key=lambda s: s.channel)
+    out: dict[str, Any] = {
+        "queue": queue_seen,
+        "message": runner.status.message,
+        "error": runner.status.last_error,
+        "set": [{"name": s.name, "channel": s.channel, "mute": s.mute} for s in made],
+    }
+    RESULTS["directing"] = out
+    check(len(made) == 4, f"expected four variations, found {[s.name for s in made]}")
+
+    step("compare the takes in the sequencer")
+    area = view3d
+    editor = bpy.context.scene.sequence_editor
+    for s in take_strips():
+        s.select = s == made[0]
+    editor.active_strip = made[0]
+    yield from sequencer_view(area, [*made, *(s for s in take_strips() if s not in made)])
+    yield from show_category(area, CATEGORY)
+
+    def playing() -> list[str]:
+        return [s.name for s in made if not s.mute]
+
+    out["playing_first"] = playing()
+    yield from sequencer_key(area, "alt+Up")
+    out["after_next"] = playing()
+    yield from sequencer_key(area, "alt+Up")
+    out["after_next_next"] = playing()
+    yield from sequencer_key(area, "alt+Down")
+    out["after_previous"] = playing()
+    for strip, action in ((made[0], "SET_A"), (made[2], "SET_B")):
+        editor.active_strip = strip
+        with override(area, "UI"):
+            check(bpy.ops.trajmaster.take_ab(action=action) == {"FINISHED"}, f"{action} failed")
+    with override(area, "UI"):
+        check(bpy.ops.trajmaster.take_solo(strip=made[0].name) == {"FINISHED"}, "Play This Take failed")
+    yield from sequencer_key(area, "alt+b")
+    out["after_ab"] = playing()
+    yield from sequencer_key(area, "alt+b")
+    out["after_ab_again"] = playing()
+    editor.active_strip = made[2]
+    with override(area, "UI"):
+        check(bpy.ops.trajmaster.take_mark(mark="FAVOURITE") == {"FINISHED"}, "Favourite failed")
+    out["marks"] = [s.color_tag for s in made]
+    park_mouse()
+    yield from settle(0.8, redraw=True)
+    screenshot("gui-compare", area_crop(area))
+
+    step("make the set's contact sheet")
+    with override(area, "UI"):
+        result = bpy.ops.trajmaster.make_contact_sheet("INVOKE_DEFAULT")
+    check(result == {"FINISHED"}, f"Make Contact Sheet returned {result}: {runner.status.last_error}")
+    progress = []
+    deadline = time.monotonic() + 120
+    while contact_sheet.job is not None:
+        check(time.monotonic() < deadline, "the contact sheet did not finish")
+        task = contact_sheet.job.task
+        if not progress or progress[-1] != (task.stage, task.step):
+            progress.append((task.stage, task.step))
+        yield POLL_S
+    sheets = [s for s in addon("compat").all_strips(editor) if "trajmaster_sheet" in s]
+    out["sheet"] = {
+        "note": contact_sheet.note.text,
+        "progress": progress,
+        "strips": [
+            {
+                "name": s.name,
+                "channel": s.channel,
+                "mute": s.mute,
+                "start": s.frame_final_start,
+                "end": s.frame_final_end,
+                "file": bpy.path.abspath(s.filepath),
+            }
+            for s in sheets
+        ],
+        "takes_muted": all(s.mute for s in made),
+        "set_channels": [s.channel for s in made],
+        "shot": [bpy.context.scene.trajmaster.frame_start, bpy.context.scene.trajmaster.frame_end],
+    }
+    yield from sequencer_view(area, [*made, *sheets])
+    park_mouse()
+    yield from settle(1.0, redraw=True)
+    screenshot("gui-contact-sheet", area_crop(area))
+    area.type = "VIEW_3D"
 
 
 # --- issue 12: a double click, the status in view, the prompt editor, the preset search, the fit ---

@@ -55,19 +55,25 @@ DOC_SCREENSHOTS = (
     "gui-setup-running",
     "gui-findings",
     "gui-missing",
+    "gui-expand",
+    "gui-compare",
+    "gui-contact-sheet",
 )
 # Issue 12's: the take fitted to an HD frame, the prompt editor, the preset search, an error.
 DOC_SCREENSHOTS += ("gui-sequencer-fit", "gui-prompt-editor", "gui-preset-search", "gui-error")
 # Sections that other modules add (addon/overlay.py, addon/presets_ui.py): taken when they exist.
 OPTIONAL_SCREENSHOTS = ("gui-overlay", "gui-presets", "gui-viewport")
 # Cut below their last row of content (the sidebar and the preferences have empty space below):
-# every panel shot is, except the full-height areas and the popups (cut to what opened).
+# every panel shot is, except the full-height areas and the popups and dialogs (cut to what opened).
 TRIMMED_SCREENSHOTS = {*DOC_SCREENSHOTS, *OPTIONAL_SCREENSHOTS} - {
     "gui-sequencer",
     "gui-sequencer-fit",
     "gui-overlay",
     "gui-prompt-editor",
     "gui-preset-search",
+    "gui-expand",
+    "gui-compare",
+    "gui-contact-sheet",
 }
 
 
@@ -365,6 +371,44 @@ def test_a_deleted_empty_is_a_red_row_and_is_refused(session: Session) -> None:
 
     # The missing row ("missing") and its sentence in red; nothing red in the list before.
     assert red("gui-missing") > 500 and red("gui-findings") < 50, (red("gui-missing"), red("gui-findings"))
+
+
+def test_expand_shows_the_proposal_to_retry_accept_or_cancel(session: Session) -> None:
+    expand = session.need("expand a prompt")["expand"]
+    assert expand["button_said_expanding"], "the Expand button did not say Expanding... while the worker answered"
+    first, retry = expand["first"], expand["retry"]
+    for text in (first, retry):
+        assert text.startswith("a grey horse ") and 15 <= len(text.split()) <= 24, text
+    assert retry != first, "R (Retry) did not show another candidate"
+    credit = expand["credit"]
+    assert credit.startswith("Written by the offline fallback: no prompt model in .../weights/"), credit
+    assert expand["accepted"] == retry, "Return did not accept what the dialog showed"
+    assert expand["after_undo"] == "a grey horse" and expand["after_redo"] == retry
+    assert expand["after_cancel"] == "a grey horse", "Escape changed the prompt"
+    assert expand["worker"] is not None and expand["worker_after"] == expand["worker"], "the worker answered"
+
+
+def test_four_variations_are_stepped_through_compared_marked_and_put_on_a_contact_sheet(session: Session) -> None:
+    out = session.need("make the set's contact sheet")["directing"]
+    assert out["error"] == "" and out["message"] == "Added 4 takes"
+    done = [d for d, _ in out["queue"]]
+    assert done == sorted(done) and len(set(done)) >= 2 and {t for _, t in out["queue"]} == {4}, out["queue"]
+    channels = [t["channel"] for t in out["set"]]
+    assert channels == list(range(channels[0], channels[0] + 4)), "the set is on consecutive channels"
+    names = [t["name"] for t in out["set"]]
+    assert [t["mute"] for t in out["set"]] == [False, True, True, True], "the set's first take plays"
+    assert out["playing_first"] == names[:1]
+    assert out["after_next"] == names[1:2] and out["after_next_next"] == names[2:3], "Alt+Up plays the next take"
+    assert out["after_previous"] == names[1:2], "Alt+Down plays the previous take"
+    assert out["after_ab"] == names[2:3] and out["after_ab_again"] == names[:1], "Alt+B switches between A and B"
+    assert out["marks"] == ["NONE", "NONE", "COLOR_04", "NONE"], "the favourite is green in the timeline"
+    sheet = out["sheet"]
+    (strip,) = sheet["strips"]
+    assert sheet["note"] == f"Added the contact sheet {strip['name']}"
+    assert strip["channel"] == max(out["sheet"]["set_channels"]) + 1 and not strip["mute"] and sheet["takes_muted"]
+    assert (strip["start"], strip["end"]) == (sheet["shot"][0], sheet["shot"][1] + 1)
+    assert Path(strip["file"]).is_file() and strip["file"].endswith("_sheet.mp4")
+    assert any(stage == "reading" for stage, _ in sheet["progress"]), sheet["progress"]
 
 
 def test_no_python_errors_in_blenders_log(session: Session) -> None:
