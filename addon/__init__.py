@@ -27,6 +27,7 @@ def _modules() -> tuple[ModuleType, ...]:
         presets_ui,
         properties,
         runner,
+        server_ui,
         setup_ops,
         status_scope,
         temp_takes,
@@ -49,6 +50,7 @@ def _modules() -> tuple[ModuleType, ...]:
         panel_viewport,
         presets_ui,
         directing,
+        server_ui,
         temp_takes,
         runner,
     )
