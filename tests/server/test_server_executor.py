@@ -19,11 +19,19 @@ se = addon_module("server_executor")
 jq = addon_module("job_queue")
 ex = addon_module("executor")
 
+GRACE_S = 2.0
+
 
 @pytest.fixture(scope="module")
 def server(ray_cluster, tmp_path_factory):
+    # A short grace: a job submitted without `detach` would be cancelled during the cut below.
     server = start_server(
-        ray_cluster, "executor", tmp_path_factory.mktemp("executor-state"), engine="preview", replicas=2
+        ray_cluster,
+        "executor",
+        tmp_path_factory.mktemp("executor-state"),
+        engine="preview",
+        replicas=2,
+        disconnect_grace_s=GRACE_S,
     )
     server.wait_replicas(2)
     yield server
@@ -170,7 +178,7 @@ def test_a_connection_cut_mid_job_is_rejoined_and_the_take_still_arrives(server,
         if not cut and job.step >= 5:
             relay.cut()  # every connection reset; new ones refused
             cut.append(time.monotonic())
-        elif len(cut) == 1 and time.monotonic() - cut[0] > 4:
+        elif len(cut) == 1 and time.monotonic() - cut[0] > GRACE_S + 2:
             relay.restore()
             cut.append(time.monotonic())
 
@@ -312,7 +320,15 @@ def test_a_restart_that_loses_the_job_says_the_take_is_lost(server, ray_cluster,
         if not restarted and queue.jobs[0].step >= 2:
             restarted.append(True)
             stop_server(server)
-            start_server(ray_cluster, server.name, server.state, server.token, engine="preview", replicas=2)
+            start_server(
+                ray_cluster,
+                server.name,
+                server.state,
+                server.token,
+                engine="preview",
+                replicas=2,
+                disconnect_grace_s=GRACE_S,
+            )
 
     seen = run(queue, seconds=240, each=restart)
     end = seen[-1][1]
