@@ -511,6 +511,9 @@ def _finish(kind: str, event: dict[str, Any], active: ActiveJob, context: bpy.ty
         return
     message = str(event.get("message") or "The generation failed.")
     hint = event.get("hint")
+    if event.get("code") == "unsupported" and isinstance(_queue.executor, ServerExecutor):
+        # The server's hint speaks of the job file; here the engine is a setting of the panel.
+        hint = "Set Engine in the Model section to the server's, or choose Run On: This Computer in the preferences."
     text = message + (f" {hint}" if hint and hint not in message else "")
     _errors.append(text if single else f"{active.name}: {text}")
     status.last_error = _errors[-1]  # said at once; a batch sums its errors up when it ends

@@ -245,6 +245,13 @@ def test_a_wrong_token_and_an_unreachable_server_are_one_sentence(on_server, ble
         assert runner.status.last_error == unreachable
     finally:
         relay.close()
+    # The server's refusal of another engine, in the panel's words.
+    prefs().server_url = on_server.url
+    bpy.context.scene.trajmaster.engine = "COGVIDEOX"
+    engine = "This server runs the preview engine; the job asks for cogvideox. Set Engine in the Model section"
+    with pytest.raises(RuntimeError, match=re.escape(engine)):
+        bpy.ops.trajmaster.generate()
+    bpy.context.scene.trajmaster.engine = "PREVIEW"
     prefs().server_url = ""
     with pytest.raises(RuntimeError, match="No TrajMaster server is set: enter its address in Edit > Preferences"):
         bpy.ops.trajmaster.generate()
