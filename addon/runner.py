@@ -144,6 +144,9 @@ use_worker: bool | None = None
 _supervisor: Supervisor | None = None
 _server: ServerExecutor | None = None
 _server_key: tuple[str, str] | None = None
+# The panel's view of the server: (when, its status watch, or why there is none).
+_view: tuple[float, StatusWatch | None, str] = (0.0, None, "")
+VIEW_S = 1.0  # how long that view is reused (a token file is read to make it)
 _queue = job_queue.JobQueue()
 _loads = 0
 _cancelling_all = False
@@ -210,7 +213,7 @@ def _server_for(context: bpy.types.Context) -> ServerExecutor:
     """The executor for the server the preferences name (made without any network request). One
     made for another address or token is stopped, unless its takes are still running: it then
     finishes them (runner.shutdown() stops it)."""
-    global _server, _server_key
+    global _server, _server_key, _view
     try:
         settings = preferences.server_settings(context)
     except preferences.BackendNotConfigured as exc:
@@ -227,16 +230,22 @@ def _server_for(context: bpy.types.Context) -> ServerExecutor:
         except BackendUnavailable as exc:
             raise RunError(str(exc)) from None
         _server_key = key
+        _view = (0.0, None, "")  # the panel looks at this one from now on
     return _server
 
 
 def server_view(context: bpy.types.Context) -> tuple[StatusWatch | None, str]:
     """For the panel: the server's status watch (it asks the server every few seconds while the
-    panel is drawn), or why there is none (one sentence)."""
-    try:
-        return _server_for(context).watch, ""
-    except RunError as exc:
-        return None, str(exc)
+    panel is drawn), or why there is none (one sentence). The settings are looked at again at
+    most once a second, not at every redraw."""
+    global _view
+    now = time.monotonic()
+    if now - _view[0] > VIEW_S:
+        try:
+            _view = (now, _server_for(context).watch, "")
+        except RunError as exc:
+            _view = (now, None, str(exc))
+    return _view[1], _view[2]
 
 
 def server_take_names() -> dict[str, str]:
@@ -660,7 +669,7 @@ def findings_for(scene: bpy.types.Scene) -> list[dict[str, Any]]:
 def shutdown() -> None:
     """Stop the backend process (or cancel the jobs on the server) and forget the queued jobs
     (unregister, quit): their job files are removed, as no take will come of them."""
-    global _supervisor, _server
+    global _supervisor, _server, _view
     if _supervisor is not None:
         _supervisor.stop()
         _supervisor = None
@@ -668,7 +677,7 @@ def shutdown() -> None:
     # "Working as a team"). A few seconds at most, whatever the network does.
     for executor in {id(e): e for e in (_server, _queue.executor) if isinstance(e, ServerExecutor)}.values():
         executor.stop()
-    _server = None
+    _server, _view = None, (0.0, None, "")
     for job in _queue.active():
         _remove(job.data.job_path)
         job.state = job_queue.CANCELLED

@@ -339,7 +339,10 @@ class ServerExecutor:
         try:
             info = self.client.job(job.server_id)
         except ServerError as exc:
-            self._lost(job) if exc.code == "unknown_job" else self._error(job, exc)
+            if exc.code == "unknown_job":
+                self._lost(job)
+            else:
+                self._error(job, exc)
             return
         if info.get("state") == "done":
             self._fetch(job)
