@@ -268,11 +268,14 @@ def batch_eta(
         return None if (running or waiting) else 0.0
     # One lane per job running at once: each running job's time left (ours, then the team's), then
     # every waiting job (the team's ahead of ours first) goes to the lane that frees first.
-    lanes = [eta if eta is not None else max(0.0, per_job - elapsed) for elapsed, eta in running]
-    foreign, ahead = others or ([], 0)
-    lanes += [per_job * max(0.0, 1.0 - fraction) for fraction in foreign]
-    lanes += [0.0] * max(0, parallel - len(lanes))
-    for _ in range(ahead + waiting):
-        lanes.sort()
-        lanes[0] += per_job
-    return max(lanes, default=0.0)
+    # A lane is [seconds until it is free, whether one of ours ends there]: the batch ends when
+    # the last of ours does, not when someone else's job does.
+    lanes = [[eta if eta is not None else max(0.0, per_job - elapsed), True] for elapsed, eta in running]
+    foreign, ahead = others if others is not None and waiting else ([], 0)
+    lanes += [[per_job * max(0.0, 1.0 - fraction), False] for fraction in foreign]
+    lanes += [[0.0, False] for _ in range(max(0, parallel - len(lanes)))]
+    for k in range(ahead + waiting):
+        lane = min(lanes, key=lambda lane: lane[0])
+        lane[0] += per_job
+        lane[1] = lane[1] or k >= ahead
+    return max((t for t, ours in lanes if ours), default=0.0)

@@ -158,6 +158,20 @@ def test_four_variations_run_two_at_a_time_on_the_two_replicas(on_server, blend,
     assert len({s["server"]["replica"]["replica"] for s in sidecars}) == 2
 
 
+def test_generate_all_shots_on_the_server_puts_each_take_into_its_own_scene(on_server, blend, runner):
+    one_entity_shot()
+    alley = bpy.data.scenes.new("Alley")
+    alley.render.fps, alley.render.fps_base = 24, 1.0
+    scenes.shot(alley, scenes.camera(alley), [scenes.keyframed(alley, "Cat", 101, 172, y=4.0)], 101, 172)
+    assert bpy.ops.trajmaster.generate_all_shots() == {"FINISHED"}
+    for scene, name, span in ((alley, "Alley_take_001", (101, 173)), (bpy.context.scene, "Scene_take_001", (1, 50))):
+        (strip,) = [s for s in module("compat").strips(scene.sequence_editor) if "trajmaster" in s]
+        assert strip.name == name and (strip.frame_final_start, strip.frame_final_end) == span
+        sidecar = json.loads((blend.parent / "trajmaster" / scene.name / f"{name}.json").read_text())
+        assert sidecar["server"]["url"] == on_server.url
+    assert runner.status.message == "Added 2 takes"
+
+
 def test_cancel_stops_the_take_on_the_server_and_leaves_nothing(on_server, blend, runner):
     one_entity_shot()
     on_server.pace(0.3)
@@ -229,6 +243,13 @@ def test_a_wrong_token_and_an_unreachable_server_are_one_sentence(on_server, ble
     assert f"did not accept the token in {tmp_path / 'token'};" in server_ui.check.sentence
     (tmp_path / "token").write_text(on_server.token + "\n")
     assert bpy.ops.trajmaster.check_server() == {"FINISHED"} and server_ui.check.ok
+    # $TRAJMASTER_TOKEN wins over both, and is named when refused.
+    os.environ["TRAJMASTER_TOKEN"] = "from-the-environment"
+    try:
+        assert bpy.ops.trajmaster.check_server() == {"FINISHED"}
+        assert "did not accept the token in $TRAJMASTER_TOKEN;" in server_ui.check.sentence
+    finally:
+        del os.environ["TRAJMASTER_TOKEN"]
 
     relay = Relay(on_server.port)
     relay.cut()  # nothing listens there any more: connection refused
