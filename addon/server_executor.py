@@ -65,6 +65,11 @@ RETRY_S = (1.0, 2.0, 4.0, 8.0, 10.0)
 STOP_S = 3.0
 
 
+def _pause(job: _Remote, attempt: int) -> None:
+    """Wait before the next attempt to reach the server (cut short when the job is stopped)."""
+    job.stop.wait(RETRY_S[min(attempt, len(RETRY_S) - 1)])
+
+
 @dataclass
 class _Remote:
     """One job as this executor knows it."""
@@ -258,7 +263,7 @@ class ServerExecutor:
             # sending it again later is safe; it waits here meanwhile (and cancels at once).
             if attempt == 0:
                 self._emit(job, _event("stage", stage="queued", message="The server's queue is full; waiting to send"))
-            job.stop.wait(RETRY_S[min(attempt, len(RETRY_S) - 1)])
+            _pause(job, attempt)
             attempt += 1
             if job.stop.is_set() or job.cancel_at is not None:
                 self._emit(job, _event("cancelled", message="Cancelled before it started."))
@@ -311,7 +316,7 @@ class ServerExecutor:
                     self._error(job, exc)
                     return
                 self._disconnected(job, exc)
-            job.stop.wait(RETRY_S[min(attempt, len(RETRY_S) - 1)])
+            _pause(job, attempt)
             attempt += 1
 
     def _disconnected(self, job: _Remote, problem: ServerError) -> None:
@@ -370,7 +375,7 @@ class ServerExecutor:
                     self._error(job, exc)
                     return
                 self._disconnected(job, exc)
-                job.stop.wait(RETRY_S[min(attempt, len(RETRY_S) - 1)])
+                _pause(job, attempt)
                 attempt += 1
                 continue
             job.lost_since = None

@@ -250,11 +250,11 @@ def _draw_marker(self: bpy.types.Panel, context: bpy.types.Context) -> None:
     self.layout.prop(context.window_manager, "trajmaster_gui_marker", text="")
 
 
-def add_markers() -> None:
+def add_markers(orders: tuple[int, ...] = MARKERS) -> None:
     bpy.types.WindowManager.trajmaster_gui_marker = bpy.props.FloatVectorProperty(
         subtype="COLOR", size=3, min=0.0, max=1.0, default=(1.0, 0.0, 1.0)
     )
-    for order in MARKERS:
+    for order in orders:
         cls = type(
             f"TRAJMASTERGUI_PT_marker_{order}",
             (bpy.types.Panel,),
@@ -975,29 +975,6 @@ def the_panel_follows_the_file() -> Iterator[float]:
 SERVER_MARKERS = (29, 34)
 
 
-def add_server_markers() -> None:
-    bpy.types.WindowManager.trajmaster_gui_marker = bpy.props.FloatVectorProperty(
-        subtype="COLOR", size=3, min=0.0, max=1.0, default=(1.0, 0.0, 1.0)
-    )
-    for order in SERVER_MARKERS:
-        cls = type(
-            f"TRAJMASTERGUI_PT_server_marker_{order}",
-            (bpy.types.Panel,),
-            {
-                "bl_space_type": "VIEW_3D",
-                "bl_region_type": "UI",
-                "bl_category": CATEGORY,
-                "bl_label": "",
-                "bl_parent_id": MAIN_PANEL,
-                "bl_order": order,
-                "bl_options": {"HIDE_HEADER"},
-                "draw": _draw_marker,
-            },
-        )
-        bpy.utils.register_class(cls)
-        _marker_classes.append(cls)
-
-
 def cut_between_bars(full: Path, name: str) -> None:
     bands = magenta_bands(full)
     check(len(bands) == 2, f"found {len(bands)} section bars in {full.name}, expected 2")
@@ -1040,7 +1017,7 @@ def four_variations_on_the_server(view3d: bpy.types.Area) -> Iterator[float]:
     ui = region_of(view3d, "UI")
     settings = bpy.context.scene.trajmaster_directing
     settings.variation_count, settings.variation_varies = 4, "seed"
-    add_server_markers()
+    add_markers(SERVER_MARKERS)
     with override(view3d, "UI"):
         result = bpy.ops.trajmaster.generate_variations("INVOKE_DEFAULT")
     check(result == {"FINISHED"}, f"Generate Variations returned {result}: {runner.status.last_error}")

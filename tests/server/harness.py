@@ -120,23 +120,3 @@ def follow(client: Client, job_id: str, after: int = 0, stop=None, timeout: floa
 
 def kinds(events: list[dict]) -> list[str]:
     return [e["event"] for e in events if e["event"] != "heartbeat"]
-
-
-def addon_module(name: str) -> Any:
-    """A module of addon/ that needs no bpy (the executors, the job queue), imported the way
-    Blender imports it (`..backend` relative to the extension's root) without running the
-    extension's __init__, which needs bpy. The same parent package as tests/test_supervisor.py."""
-    import importlib
-    import sys
-    import types
-
-    root = Path(__file__).resolve().parents[2]
-    package = "trajmaster_previz_nobpy"
-    if package not in sys.modules:
-        pkg = types.ModuleType(package)
-        pkg.__path__ = [str(root)]
-        sys.modules[package] = pkg
-        sub = types.ModuleType(f"{package}.addon")
-        sub.__path__ = [str(root / "addon")]
-        sys.modules[f"{package}.addon"] = sub
-    return importlib.import_module(f"{package}.addon.{name}")

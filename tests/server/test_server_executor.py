@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import addon_module, start_server, stop_server
+from harness import start_server, stop_server
+from nobpy import addon_module
 from proxy import Relay
 from shots import make_job
 
@@ -39,15 +40,11 @@ def server(ray_cluster, tmp_path_factory):
 
 
 @pytest.fixture
-def pace(ray_cluster):
-    yield ray_cluster.pace
-    ray_cluster.pace(0.0)
-
-
-@pytest.fixture
 def relay(server):
+    """A relay in front of the server (its `url` is the server's address through it)."""
     port = int(server.url.split(":")[2].split("/")[0])
     relay = Relay(port)
+    relay.url = server.url.replace(f":{port}/", f":{relay.port}/")
     yield relay
     relay.close()
 
@@ -167,8 +164,7 @@ def _server_ids(seen):
 
 def test_a_connection_cut_mid_job_is_rejoined_and_the_take_still_arrives(server, pace, relay, executors, tmp_path):
     pace(0.1)
-    url = server.url.replace(f":{server.url.split(':')[2].split('/')[0]}", f":{relay.port}")
-    executor = executors(url, server.token)
+    executor = executors(relay.url, server.token)
     queue = jq.JobQueue(executor)
     queue.add(reserve(tmp_path, ["Scene_take_001"]))
     cut = []
@@ -204,8 +200,7 @@ def test_a_socket_that_goes_silent_is_noticed_and_the_job_followed_again(
 
     monkeypatch.setattr(sys.modules[client_module], "STREAM_READ_TIMEOUT_S", 2.0)
     pace(0.1)
-    url = server.url.replace(f":{server.url.split(':')[2].split('/')[0]}", f":{relay.port}")
-    executor = executors(url, server.token)
+    executor = executors(relay.url, server.token)
     queue = jq.JobQueue(executor)
     queue.add(reserve(tmp_path, ["Scene_take_001"]))
     stalled = []
@@ -273,8 +268,7 @@ def test_a_cancel_the_server_cannot_hear_ends_here_after_the_grace_and_says_so(
     server, pace, relay, executors, tmp_path
 ):
     pace(0.2)
-    url = server.url.replace(f":{server.url.split(':')[2].split('/')[0]}", f":{relay.port}")
-    executor = executors(url, server.token, cancel_grace_s=2.0)
+    executor = executors(relay.url, server.token, cancel_grace_s=2.0)
     queue = jq.JobQueue(executor)
     (job,) = queue.add(reserve(tmp_path, ["Scene_take_001"]))
 
