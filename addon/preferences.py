@@ -121,6 +121,13 @@ def _set_token(_prefs: object, value: str) -> None:
     _typed_token = value
 
 
+def _server_changed(_prefs: object, _context: bpy.types.Context) -> None:
+    """What Check Server said was about the previous address or token."""
+    from . import server_ui
+
+    server_ui.forget_check()
+
+
 class TRAJMASTER_AP_preferences(bpy.types.AddonPreferences):
     bl_idname = PACKAGE
 
@@ -136,10 +143,12 @@ class TRAJMASTER_AP_preferences(bpy.types.AddonPreferences):
         ),
         default=LOCAL,
         description="Where takes are made",
+        update=_server_changed,
     )
     server_url: StringProperty(
         name="Server",
         description=f"The server's address, e.g. http://gpu-box:8765 ({ENV_SERVER} overrides it)",
+        update=_server_changed,
     )
     server_token: StringProperty(
         name="Token",
@@ -149,11 +158,13 @@ class TRAJMASTER_AP_preferences(bpy.types.AddonPreferences):
         "override it)",
         get=_get_token,
         set=_set_token,
+        update=_server_changed,
     )
     server_token_file: StringProperty(
         name="Token File",
         subtype="FILE_PATH",
         description=f"A file that holds the server's token, instead of typing it ({ENV_TOKEN} overrides it)",
+        update=_server_changed,
     )
 
     python_source: EnumProperty(

@@ -40,6 +40,13 @@ class Check:
 check = Check()
 
 
+def forget_check() -> None:
+    """The settings changed: the last answer was about other ones (a check still running is
+    answered, and its answer kept, since it was asked with the settings of its time)."""
+    if not check.running:
+        check.ok, check.sentence = False, ""
+
+
 def _ask(settings: preferences.ServerSettings) -> tuple[bool, str]:
     try:
         client = Client(settings.url, settings.token, token_source=settings.source, timeout=CHECK_TIMEOUT_S)

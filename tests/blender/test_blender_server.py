@@ -225,6 +225,7 @@ def test_a_wrong_token_and_an_unreachable_server_are_one_sentence(on_server, ble
     assert server_ui.check.sentence.startswith(f"The server at {on_server.url} accepted the token: 2 preview replicas")
 
     prefs().server_token = "not-the-token"
+    assert server_ui.check.sentence == "", "what Check Server said was about the previous token"
     wrong = (
         f"The server at {on_server.url} did not accept the token in the add-on's preferences; use the token in the "
         "server's token file."
