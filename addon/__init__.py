@@ -28,6 +28,7 @@ def _modules() -> tuple[ModuleType, ...]:
         prompt_help,
         properties,
         runner,
+        server_ui,
         setup_ops,
         status_scope,
         temp_takes,
@@ -51,6 +52,7 @@ def _modules() -> tuple[ModuleType, ...]:
         panel_viewport,
         presets_ui,
         directing,
+        server_ui,
         temp_takes,
         runner,
     )

@@ -24,9 +24,18 @@ from .executor import event as _event
 QUEUED, RUNNING, CANCELLING = "queued", "running", "cancelling"
 DONE, FAILED, CANCELLED = "done", "failed", "cancelled"
 ENDED = (DONE, FAILED, CANCELLED)
-# Codes of a backend process that failed as a whole (supervisor.py): the jobs still waiting would
-# meet the same fate, so they are not started.
-PROCESS_FAILURES = ("backend_crashed", "backend_garbage", "backend_silent")
+# Codes of a backend process that failed as a whole (supervisor.py), or of a server that cannot be
+# used (server_executor.py): the jobs still waiting would meet the same fate, so they are not started.
+PROCESS_FAILURES = (
+    "backend_crashed",
+    "backend_garbage",
+    "backend_silent",
+    "unreachable",
+    "unauthorized",
+    "not_a_server",
+    "bad_url",
+    "bad_token_file",
+)
 
 
 @dataclass
@@ -152,7 +161,7 @@ class JobQueue:
 
     def _follow(self, job: QueuedJob, event: dict[str, Any]) -> None:
         kind = event.get("event")
-        if job.started_at is None:
+        if job.started_at is None and not _waiting(event):
             job.started_at = time.monotonic()
         if kind == "stage":
             job.stage, job.message = str(event.get("stage", "")), str(event.get("message", ""))
@@ -223,7 +232,15 @@ class JobQueue:
         ]
         waiting = sum(job.state == QUEUED or (job.state == RUNNING and job.started_at is None) for job in self.jobs)
         parallel = self.executor.parallel if self.executor is not None else 1
-        return batch_eta(self.durations, started, waiting, parallel)
+        # A shared server also runs other people's jobs, some of them ahead of ours (server_executor.py).
+        others = getattr(self.executor, "others", None)
+        load = others() if others is not None and waiting else None
+        return batch_eta(self.durations, started, waiting, parallel, load)
+
+
+def _waiting(event: dict[str, Any]) -> bool:
+    """An event of a job still waiting in a server's queue (it has not started to run)."""
+    return event.get("event") in ("stage", "heartbeat") and event.get("stage") == "queued"
 
 
 def batch_eta(
@@ -231,14 +248,17 @@ def batch_eta(
     running: list[tuple[float, float | None]],
     waiting: int,
     parallel: int = 1,
+    others: tuple[list[float], int] | None = None,
 ) -> float | None:
     """Seconds until the last job of a batch ends.
 
     `durations`: wall times of the jobs that ended with a take, in order; `running`: (seconds
     since it started, its own ETA or None) for each running job; `waiting`: jobs not started;
-    `parallel`: how many run at once. A job's expected time is the last one's (the engine is
-    warm by then: a batch's first job also pays for loading the model), else what a running
-    job's progress implies (elapsed + its ETA). None when nothing is known yet.
+    `parallel`: how many run at once; `others`: on a shared server, the fractions done of other
+    people's running jobs and how many of their jobs wait ahead of ours (each as long as ours).
+    A job's expected time is the last one's (the engine is warm by then: a batch's first job
+    also pays for loading the model), else what a running job's progress implies (elapsed + its
+    ETA). None when nothing is known yet.
     """
     per_job: float | None = durations[-1] if durations else None
     if per_job is None:
@@ -246,11 +266,16 @@ def batch_eta(
         per_job = max(implied) if implied else None
     if per_job is None:
         return None if (running or waiting) else 0.0
-    # One lane per job running at once: each running job's time left, then every waiting job goes
-    # to the lane that frees first.
-    lanes = [eta if eta is not None else max(0.0, per_job - elapsed) for elapsed, eta in running]
-    lanes += [0.0] * max(0, parallel - len(lanes))
-    for _ in range(waiting):
-        lanes.sort()
-        lanes[0] += per_job
-    return max(lanes, default=0.0)
+    # One lane per job running at once: each running job's time left (ours, then the team's), then
+    # every waiting job (the team's ahead of ours first) goes to the lane that frees first.
+    # A lane is [seconds until it is free, whether one of ours ends there]: the batch ends when
+    # the last of ours does, not when someone else's job does.
+    lanes = [[eta if eta is not None else max(0.0, per_job - elapsed), True] for elapsed, eta in running]
+    foreign, ahead = others if others is not None and waiting else ([], 0)
+    lanes += [[per_job * max(0.0, 1.0 - fraction), False] for fraction in foreign]
+    lanes += [[0.0, False] for _ in range(max(0, parallel - len(lanes)))]
+    for k in range(ahead + waiting):
+        lane = min(lanes, key=lambda lane: lane[0])
+        lane[0] += per_job
+        lane[1] = lane[1] or k >= ahead
+    return max((t for t, ours in lanes if ours), default=0.0)

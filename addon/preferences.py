@@ -8,12 +8,19 @@ over the weights folder.
 
 The weights folder, memory mode and compile choice reach the backend as `--weights`/`--memory`/
 `--compile` on its command line (engine_args()); runner.py restarts the worker when they change.
+
+"Run on" chooses where takes are made: this computer (the backend above) or a TrajMaster team
+server (its address and access token; server_ui.py draws that part). TRAJMASTER_SERVER and
+TRAJMASTER_TOKEN win over the address and the token as the other variables do; else a token
+file, if one is chosen, wins over a typed token. A typed token is kept in a file readable only
+by the user in the extension's user folder, never in Blender's preferences file or a .blend.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
@@ -22,6 +29,9 @@ from . import env_setup
 
 ENV_PYTHON = "TRAJMASTER_PYTHON"
 ENV_WEIGHTS = "TRAJMASTER_WEIGHTS"
+ENV_SERVER = "TRAJMASTER_SERVER"
+ENV_TOKEN = "TRAJMASTER_TOKEN"
+PREFERENCES_PLACE = "Edit > Preferences > Add-ons > TrajMaster Previz"
 
 # The extension's package name (bl_ext.<repo>.trajmaster_previz when installed as an extension).
 PACKAGE = __package__.rpartition(".")[0]
@@ -31,6 +41,8 @@ WEIGHTS_FOLDER = "weights"
 LOGS_FOLDER = "logs"
 
 MANAGED, CUSTOM = "MANAGED", "CUSTOM"
+LOCAL, SERVER = "LOCAL", "SERVER"
+TOKEN_FILE = "server-token"  # the typed token, in the extension's user folder (mode 0600)
 MEMORY_MODES = (
     (
         "auto",
@@ -69,8 +81,91 @@ def logs_dir() -> str:
     return user_folder(LOGS_FOLDER, create=True)
 
 
+# --- the typed server token: kept out of userpref.blend ---------------------------------------
+
+_typed_token: str | None = None  # read once from its file
+
+
+def token_path() -> str:
+    return os.path.join(user_folder(create=True), TOKEN_FILE)
+
+
+def _get_token(_prefs: object = None) -> str:
+    global _typed_token
+    if _typed_token is None:
+        try:
+            with open(token_path(), encoding="utf-8") as f:
+                _typed_token = f.readline(4096).strip()
+        except (OSError, UnicodeDecodeError):
+            _typed_token = ""
+    return _typed_token
+
+
+def _set_token(_prefs: object, value: str) -> None:
+    """A get/set property stores nothing in Blender's preferences: the token goes to its own file,
+    written atomically and readable by the user only (like the server's own token file)."""
+    global _typed_token
+    value = value.strip()
+    path = token_path()
+    if not value:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+    else:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(value + "\n")
+        os.replace(tmp, path)
+    _typed_token = value
+
+
+def _server_changed(_prefs: object, _context: bpy.types.Context) -> None:
+    """What Check Server said was about the previous address or token."""
+    from . import server_ui
+
+    server_ui.forget_check()
+
+
 class TRAJMASTER_AP_preferences(bpy.types.AddonPreferences):
     bl_idname = PACKAGE
+
+    run_on: EnumProperty(
+        name="Run On",
+        items=(
+            (LOCAL, "This Computer", "Takes are made by the backend on this computer (set up below)"),
+            (
+                SERVER,
+                "TrajMaster Server",
+                "Takes are made on a team's TrajMaster server (python -m backend server): nothing to install here",
+            ),
+        ),
+        default=LOCAL,
+        description="Where takes are made",
+        update=_server_changed,
+    )
+    server_url: StringProperty(
+        name="Server",
+        description=f"The server's address, e.g. http://gpu-box:8765 ({ENV_SERVER} overrides it)",
+        update=_server_changed,
+    )
+    server_token: StringProperty(
+        name="Token",
+        subtype="PASSWORD",
+        description="The server's access token (the server printed it when it first started; its token file holds "
+        f"it). Kept in a file only you can read, not in Blender's preferences ({ENV_TOKEN} or a token file "
+        "override it)",
+        get=_get_token,
+        set=_set_token,
+        update=_server_changed,
+    )
+    server_token_file: StringProperty(
+        name="Token File",
+        subtype="FILE_PATH",
+        description=f"A file that holds the server's token, instead of typing it ({ENV_TOKEN} overrides it)",
+        update=_server_changed,
+    )
 
     python_source: EnumProperty(
         name="Backend Python",
@@ -135,16 +230,19 @@ class TRAJMASTER_AP_preferences(bpy.types.AddonPreferences):
     show_full_log: BoolProperty(name="More Lines", description="Show more lines of the log", default=False)
 
     def draw(self, context: bpy.types.Context) -> None:
-        from . import setup_ops  # imported here: setup_ops imports this module
+        from . import server_ui, setup_ops  # imported here: they import this module
 
         layout = self.layout
-        setup_ops.draw_backend(self, layout)
-        setup_ops.draw_weights(self, layout)
+        server = server_ui.draw_preferences(self, layout)
+        if not server:  # with a server, nothing of this computer's backend is needed
+            setup_ops.draw_backend(self, layout)
+            setup_ops.draw_weights(self, layout)
         box = layout.box()
         box.label(text="Generation", icon="SETTINGS")
         col = box.column()
-        col.prop(self, "memory_mode")
-        col.prop(self, "compile_model")
+        if not server:
+            col.prop(self, "memory_mode")
+            col.prop(self, "compile_model")
         col.prop(self, "output_folder")
 
 
@@ -251,3 +349,58 @@ classes = (TRAJMASTER_AP_preferences,)
 
 # Blender's own helper: registers in order, unregisters in reverse.
 register, unregister = bpy.utils.register_classes_factory(classes)
+
+
+# --- the team server ---------------------------------------------------------------------------
+
+
+@dataclass
+class ServerSettings:
+    url: str
+    token: str
+    source: str  # where the token came from, as a refusal names it (never the token itself)
+
+
+def run_on(context: bpy.types.Context | None = None) -> str:
+    prefs = preferences(context)
+    return prefs.run_on if prefs is not None else LOCAL
+
+
+def server_url(context: bpy.types.Context | None = None) -> str:
+    """TRAJMASTER_SERVER, else the preference ('' when neither is set)."""
+    env = os.environ.get(ENV_SERVER, "").strip()
+    if env:
+        return env
+    prefs = preferences(context)
+    return prefs.server_url.strip() if prefs is not None else ""
+
+
+def server_settings(context: bpy.types.Context | None = None) -> ServerSettings:
+    """The server's address and token: TRAJMASTER_SERVER / TRAJMASTER_TOKEN, else the preferences
+    (a token file wins over a typed token). Raises BackendNotConfigured with what to do."""
+    from ..backend.client import ServerError, read_token_file
+
+    url = server_url(context)
+    if not url:
+        raise BackendNotConfigured(
+            f"No TrajMaster server is set: enter its address in {PREFERENCES_PLACE} (Run On: TrajMaster Server), "
+            "or choose Run On: This Computer."
+        )
+    env = os.environ.get(ENV_TOKEN, "").strip()
+    if env:
+        return ServerSettings(url, env, f"the token in ${ENV_TOKEN}")
+    prefs = preferences(context)
+    path = prefs.server_token_file.strip().strip('"') if prefs is not None else ""
+    if path:
+        path = bpy.path.abspath(path)
+        try:
+            return ServerSettings(url, read_token_file(path), f"the token in {path}")
+        except ServerError as exc:
+            raise BackendNotConfigured(exc.message) from None
+    token = _get_token()
+    if token:
+        return ServerSettings(url, token, "the token in the add-on's preferences")
+    raise BackendNotConfigured(
+        f"No token for the TrajMaster server: paste it into Token in {PREFERENCES_PLACE} (or choose its token "
+        f"file there, or set ${ENV_TOKEN})."
+    )

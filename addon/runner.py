@@ -1,14 +1,15 @@
 """Generations inside Blender: queue jobs, follow their events from a timer, place each take.
 
-The executor (executor.py; today the local backend process of supervisor.py, no bpy) makes the
-takes; the job queue (job_queue.py, no bpy) hands jobs over and follows each one's events by
-id; this module is the bpy side: it reserves each take's name (its job file is written before
-anything runs), folds the events into the status the panel draws, and puts each take into the
-sequencer as it finishes. In the UI a persistent `bpy.app.timers` callback polls every 0.1 s
-(microseconds of work per tick; placing a finished take is the only heavier tick). A timer and
-not a modal operator, because Blender cancels modal operators when a file loads. In background
-Blender (`bpy.app.background`: scripts, farms, tests) the jobs run to completion synchronously,
-one `python -m backend generate` each.
+The executor (executor.py, no bpy: the local backend process of supervisor.py, or a TrajMaster
+team server, server_executor.py, as the preferences' Run On says) makes the takes; the job
+queue (job_queue.py, no bpy) hands jobs over and follows each one's events by id; this module
+is the bpy side: it reserves each take's name (its job file is written before anything runs),
+folds the events into the status the panel draws, and puts each take into the sequencer as it
+finishes. In the UI a persistent `bpy.app.timers` callback polls every 0.1 s (microseconds of
+work per tick; placing a finished take is the only heavier tick). A timer and not a modal
+operator, because Blender cancels modal operators when a file loads. In background Blender
+(`bpy.app.background`: scripts, farms, tests) the jobs run to completion synchronously, one
+`python -m backend generate` each (or on the server).
 
 One submission runs at a time: Generate, Regenerate, Generate Variations and Generate All Shots
 are refused while one runs. A submission of several takes is a batch: its progress is takes
@@ -23,6 +24,7 @@ that is gone (another file, an undone take, a fixed shot) and keeps the findings
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import shutil
 import sys
@@ -35,7 +37,8 @@ import bpy
 from bpy.app.handlers import persistent
 
 from . import job_queue, outputs, preferences, redraw, sequencer
-from .executor import Executor, Request
+from .executor import BackendUnavailable, Executor, Request
+from .server_executor import ServerExecutor, StatusWatch
 from .supervisor import ONESHOT, WORKER, Supervisor
 
 TICK_S = 0.1
@@ -139,6 +142,11 @@ status = Status()
 # and call wait() after each Generate, as the tests do.
 use_worker: bool | None = None
 _supervisor: Supervisor | None = None
+_server: ServerExecutor | None = None
+_server_key: tuple[str, str] | None = None
+# The panel's view of the server: (when, its status watch, or why there is none).
+_view: tuple[float, StatusWatch | None, str] = (0.0, None, "")
+VIEW_S = 1.0  # how long that view is reused (a token file is read to make it)
 _queue = job_queue.JobQueue()
 _loads = 0
 _cancelling_all = False
@@ -211,8 +219,10 @@ def local_python(context: bpy.types.Context | None = None) -> str:
 
 
 def _executor_for(context: bpy.types.Context) -> Executor:
-    """Where the next submission runs. Today the local backend; a TrajMaster server client (a
-    setting in the preferences) is the other executor (executor.py says what it must do)."""
+    """Where the next submission runs: the local backend, or the TrajMaster server the
+    preferences name (Run On). With a server nothing of a local backend is looked for."""
+    if preferences.run_on(context) == preferences.SERVER:
+        return _server_for(context)
     return _supervisor_for(local_python(context), preferences.engine_args(context))
 
 
@@ -224,8 +234,59 @@ def local_worker(context: bpy.types.Context) -> Supervisor | None:
     return executor if isinstance(executor, Supervisor) and executor.mode == WORKER else None
 
 
+def _server_for(context: bpy.types.Context) -> ServerExecutor:
+    """The executor for the server the preferences name (made without any network request). One
+    made for another address or token is stopped, unless its takes are still running: it then
+    finishes them (runner.shutdown() stops it)."""
+    global _server, _server_key, _view
+    try:
+        settings = preferences.server_settings(context)
+    except preferences.BackendNotConfigured as exc:
+        raise RunError(str(exc)) from None
+    key = (settings.url, hashlib.sha256(settings.token.encode("utf-8")).hexdigest())
+    if _server is not None and _server_key != key:
+        if _server.busy:
+            return _server  # its batch goes on; the new settings apply to the next one
+        _server.stop()
+        _server = None
+    if _server is None:
+        try:
+            _server = ServerExecutor(settings.url, settings.token, token_source=settings.source)
+        except BackendUnavailable as exc:
+            raise RunError(str(exc)) from None
+        _server_key = key
+        _view = (0.0, None, "")  # the panel looks at this one from now on
+    return _server
+
+
+def server_view(context: bpy.types.Context) -> tuple[StatusWatch | None, str]:
+    """For the panel: the server's status watch (it asks the server every few seconds while the
+    panel is drawn), or why there is none (one sentence). The settings are looked at again at
+    most once a second, not at every redraw."""
+    global _view
+    now = time.monotonic()
+    if now - _view[0] > VIEW_S:
+        try:
+            _view = (now, _server_for(context).watch, "")
+        except RunError as exc:
+            _view = (now, None, str(exc))
+    return _view[1], _view[2]
+
+
+def server_take_names() -> dict[str, str]:
+    """The server's job ids of this file's running takes -> the takes' names (the panel shows
+    which replica runs which take)."""
+    if not isinstance(_queue.executor, ServerExecutor):
+        return {}
+    ids = _queue.executor.server_ids()
+    return {ids[j.executor_id]: j.name for j in _queue.active() if j.executor_id in ids}
+
+
 def _synchronous(executor: Executor) -> bool:
-    """Background Blender's one-shot backend: submit() returns when every take is placed."""
+    """Background Blender's one-shot backend (or a server there): submit() returns when every
+    take is placed."""
+    if isinstance(executor, ServerExecutor):
+        return _mode() == ONESHOT
     return isinstance(executor, Supervisor) and executor.mode == ONESHOT
 
 
@@ -330,7 +391,8 @@ def submit_batch(context: bpy.types.Context, specs: list[TakeSpec], title: str =
     _submitted_at = time.monotonic()
     _placed.clear()
     _errors.clear()
-    status.state, status.stage, status.message = "running", "starting", "Starting the backend"
+    starting = "Sending to the server" if isinstance(executor, ServerExecutor) else "Starting the backend"
+    status.state, status.stage, status.message = "running", "starting", starting
     status.step = status.total = 0
     status.fraction, status.eta_s = 0.0, None
     status.last_error = ""
@@ -486,6 +548,9 @@ def _finish(kind: str, event: dict[str, Any], active: ActiveJob, context: bpy.ty
     hint = event.get("hint")
     if event.get("code") == "missing_dependency" and active.job.get("engine") == "cogvideox":
         message, hint = preferences.full_model_needed(message), None
+    if event.get("code") == "unsupported" and isinstance(_queue.executor, ServerExecutor):
+        # The server's hint speaks of the job file; here the engine is a setting of the panel.
+        hint = "Set Engine in the Model section to the server's, or choose Run On: This Computer in the preferences."
     text = message + (f" {hint}" if hint and hint not in message else "")
     _errors.append(text if single else f"{active.name}: {text}")
     status.last_error = _errors[-1]  # said at once; a batch sums its errors up when it ends
@@ -630,12 +695,17 @@ def findings_for(scene: bpy.types.Scene) -> list[dict[str, Any]]:
 
 
 def shutdown() -> None:
-    """Stop the backend process and forget the queued jobs (unregister, quit): their job files
-    are removed, as no take will come of them."""
-    global _supervisor
+    """Stop the backend process (or cancel the jobs on the server) and forget the queued jobs
+    (unregister, quit): their job files are removed, as no take will come of them."""
+    global _supervisor, _server, _view
     if _supervisor is not None:
         _supervisor.stop()
         _supervisor = None
+    # The server's jobs are cancelled there: nobody would place their takes (docs/user-guide.md,
+    # "Working as a team"). A few seconds at most, whatever the network does.
+    for executor in {id(e): e for e in (_server, _queue.executor) if isinstance(e, ServerExecutor)}.values():
+        executor.stop()
+    _server, _view = None, (0.0, None, "")
     for job in _queue.active():
         _remove(job.data.job_path)
         job.state = job_queue.CANCELLED

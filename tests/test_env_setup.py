@@ -13,14 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from test_supervisor import _load_supervisor, pid_alive
+from nobpy import addon_module
+from test_supervisor import pid_alive
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_load_supervisor()  # sets up the bpy-free parent package that addon/*.py import `..backend` through
-import importlib  # noqa: E402
-
-es = importlib.import_module("trajmaster_previz_nobpy.addon.env_setup")
+es = addon_module("env_setup")
 
 
 def event(kind: str, **fields) -> str:

@@ -224,3 +224,12 @@ def test_eta_with_jobs_running_in_parallel():
     # Two replicas, one job each (10 s and 20 s left), three waiting of 30 s each.
     assert jq.batch_eta([30.0], [(0.0, 10.0), (0.0, 20.0)], waiting=3, parallel=2) == pytest.approx(70.0)
     assert jq.batch_eta([30.0], [], waiting=4, parallel=2) == pytest.approx(60.0)
+
+
+def test_a_shared_servers_other_jobs_count_in_the_batch_eta():
+    """On a team server the jobs of others run and wait ahead of ours (server_executor.others())."""
+    # Two replicas, one busy with someone's job half done, three of theirs queued ahead of our two.
+    assert jq.batch_eta([10.0], [], 2, parallel=2, others=([0.5], 3)) == pytest.approx(30.0)
+    assert jq.batch_eta([10.0], [], 2, parallel=2) == pytest.approx(10.0)
+    # Nothing of ours waits: our running jobs decide, whatever the others do.
+    assert jq.batch_eta([10.0], [(4.0, 6.0)], 0, parallel=2, others=([0.1], 5)) == pytest.approx(6.0)

@@ -7,37 +7,22 @@ misbehave on purpose (crash, print garbage, ignore a cancel); the last tests dri
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+from nobpy import addon_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _load_supervisor():
-    """addon/supervisor.py imports `..backend` relatively, as it does inside Blender; give it a
-    parent package without running the extension's __init__ (which needs bpy)."""
-    name = "trajmaster_previz_nobpy"
-    if name not in sys.modules:
-        pkg = types.ModuleType(name)
-        pkg.__path__ = [str(ROOT)]
-        sys.modules[name] = pkg
-        sub = types.ModuleType(f"{name}.addon")
-        sub.__path__ = [str(ROOT / "addon")]
-        sys.modules[f"{name}.addon"] = sub
-    return importlib.import_module(f"{name}.addon.supervisor")
-
-
-sv = _load_supervisor()
+# addon/supervisor.py imports `..backend` relatively, as it does inside Blender.
+sv = addon_module("supervisor")
 
 PRELUDE = """
 import json, os, sys, time, signal

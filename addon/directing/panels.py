@@ -40,7 +40,8 @@ class TRAJMASTER_PT_queue(_View3DSubPanel, bpy.types.Panel):
     """The running batch: takes done out of takes queued, the ETA, and each take with its Cancel."""
 
     bl_label = "Queue"
-    bl_order = 31
+    # Right under Generate (the same order, registered after it): the batch's progress is its status.
+    bl_order = 11
     bl_options: ClassVar[set[str]] = {"HIDE_HEADER"}
 
     @classmethod

@@ -35,7 +35,10 @@ class Client:
         *,
         token_file: str | os.PathLike[str] | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
+        token_source: str | None = None,
     ):
+        """`token_source` names where the token came from in the sentence a refused token gives
+        ("did not accept the token in the add-on's preferences"); never the token itself."""
         if token is None and token_file is not None:
             token, source = read_token_file(token_file), f"the token in {token_file}"
         elif token is None and os.environ.get(TOKEN_ENV):
@@ -46,7 +49,7 @@ class Client:
             )
         else:
             source = "the token"
-        self.http = Transport(url, token, timeout, token_source=source)
+        self.http = Transport(url, token, timeout, token_source=token_source or source)
         # The last result event seen of each job: it lists the take's files, so `fetch` after
         # `events` needs no request to learn them.
         self._results: dict[str, dict[str, Any]] = {}

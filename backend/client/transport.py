@@ -54,6 +54,12 @@ def normalize_url(url: str) -> str:
     parts = urllib.parse.urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ServerError("bad_url", f"{url!r} is not a server address; use http://HOST:PORT.")
+    if "@" in parts.netloc:
+        # A password in the address would end up in sidecars, messages and logs: the token has its own place.
+        raise ServerError(
+            "bad_url",
+            "The server address contains a user name or password; give the address alone and the token apart.",
+        )
     try:
         parts.port  # noqa: B018  (raises for a port that is not a number)
     except ValueError:

@@ -252,11 +252,11 @@ def _draw_marker(self: bpy.types.Panel, context: bpy.types.Context) -> None:
     self.layout.prop(context.window_manager, "trajmaster_gui_marker", text="")
 
 
-def add_markers() -> None:
+def add_markers(orders: tuple[int, ...] = MARKERS) -> None:
     bpy.types.WindowManager.trajmaster_gui_marker = bpy.props.FloatVectorProperty(
         subtype="COLOR", size=3, min=0.0, max=1.0, default=(1.0, 0.0, 1.0)
     )
-    for order in MARKERS:
+    for order in orders:
         cls = type(
             f"TRAJMASTERGUI_PT_marker_{order}",
             (bpy.types.Panel,),
@@ -1463,10 +1463,194 @@ def show_fitted_take() -> Iterator[float]:
     screenshot("full-sequencer-fitted", area_crop(area))
 
 
+# --- the team server (issue 13): a new user, no backend, four variations, compare, mark one ----------
+#
+# A separate Blender session (config "scenario": "server"): a fresh user folder with no backend set
+# up at all, and a TrajMaster server with two preview replicas started by the test on this machine
+# (CONFIG["server"]: its url and token, as the person who runs it would hand them out).
+
+# Bars around the N-panel's Generate section and the ones that follow it (order 11: Queue, Variations,
+# All Shots, Server).
+SERVER_MARKERS = (10, 11)
+
+
+def cut_between_bars(full: Path, name: str) -> None:
+    bands = magenta_bands(full)
+    check(len(bands) == 2, f"found {len(bands)} section bars in {full.name}, expected 2")
+    top, bottom = bands[0][1] + 4, bands[1][0] - 4
+    out = SCREENS / f"{name}.png"
+    subprocess.run(
+        ["convert", str(full), "-crop", f"10000x{bottom - top}+0+{top}", "+repage", str(out)], check=True, timeout=30
+    )
+    RESULTS["screenshots"][name] = str(out)
+
+
+def connect_to_server() -> Iterator[float]:
+    """In Edit > Preferences > Add-ons > TrajMaster Previz: Run On: TrajMaster Server, the address
+    and the token the server's owner handed out, and Check Server, whose sentence says what it found."""
+    server_ui, preferences = addon("server_ui"), addon("preferences")
+    area = area_of("VIEW_3D")
+    area.type = "PREFERENCES"
+    show_addon_preferences()
+    yield from settle(0.5, redraw=True)
+    prefs = preferences.preferences()
+    prefs.run_on = "SERVER"
+    prefs.server_url = CONFIG["server"]["url"]
+    prefs.server_token = CONFIG["server"]["token"]
+    with override(area):
+        check(bpy.ops.trajmaster.check_server("INVOKE_DEFAULT") == {"FINISHED"}, "Check Server did not run")
+    RESULTS["check_running"] = server_ui.check.running  # asked from a thread: the window stays live
+    yield from wait_until(lambda: not server_ui.check.running, 30, "Check Server's answer")
+    RESULTS["check"] = {"ok": server_ui.check.ok, "sentence": server_ui.check.sentence}
+    park_mouse()
+    yield from settle(1.0, redraw=True)
+    screenshot("gui-server-preferences", area_crop(area))
+    area.type = "VIEW_3D"
+    yield from settle(0.3)
+
+
+def four_variations_on_the_server(view3d: bpy.types.Area) -> Iterator[float]:
+    """Generate Variations (4, seed) and watch: two takes run at once on the two replicas, two wait
+    in the server's queue; the Server section shows it (the screenshot for the user guide)."""
+    runner = addon("runner")
+    ui = region_of(view3d, "UI")
+    settings = bpy.context.scene.trajmaster_directing
+    settings.variation_count, settings.variation_varies = 4, "seed"
+    add_markers(SERVER_MARKERS)
+    with override(view3d, "UI"):
+        result = bpy.ops.trajmaster.generate_variations("INVOKE_DEFAULT")
+    check(result == {"FINISHED"}, f"Generate Variations returned {result}: {runner.status.last_error}")
+    check(runner.busy(), "Generate Variations returned but nothing runs")
+    watch, problem = runner.server_view(bpy.context)
+    check(watch is not None, problem)
+    busy_most = 0
+    shot = False
+    samples: list[list[str]] = []
+    deadline = time.monotonic() + CONFIG.get("job_timeout", 180)
+    while runner.busy():
+        check(time.monotonic() < deadline, f"the variations did not finish: {runner.status.message}")
+        status = watch.status or {}
+        busy = sum(r.get("state") == "busy" for r in status.get("replicas", []))
+        busy_most = max(busy_most, busy)
+        states = [e.state for e in runner.status.queue]
+        if not samples or samples[-1] != states:
+            samples.append(states)
+        if not shot and busy == 2 and len(status.get("queue", [])) == 2 and states.count("running") == 2:
+            yield from settle(0.6, redraw=True)
+            screenshot("full-server-queue", region_crop(ui))
+            RESULTS["server_queue_shown"] = {
+                "replicas": [(r.get("state"), r.get("job") in runner.server_take_names()) for r in status["replicas"]],
+                "queued": len(status["queue"]),
+                "eta": runner.status.batch_eta_s,
+            }
+            shot = True
+        yield POLL_S
+    RESULTS["server_busy_most"] = busy_most
+    RESULTS["server_queue_states"] = samples
+    RESULTS["variations_message"] = runner.status.message
+    RESULTS["variations_error"] = runner.status.last_error
+    check(shot, f"the queue never showed two takes running and two waiting: {samples}")
+    cut_between_bars(SCREENS / "full-server-queue.png", "gui-server-queue")
+    remove_markers()
+
+
+def compare_and_mark() -> Iterator[float]:
+    """In the sequencer: the set's first take plays; Alt+Up (a real key press) plays the next one;
+    A and B set on the first two takes and switched both ways; the second marked as the favourite."""
+    strips = sorted(take_strips(), key=lambda s: s.channel)
+    check(len(strips) == 4, f"expected four takes, found {[s.name for s in strips]}")
+    RESULTS["set"] = [{"name": s.name, "channel": s.channel, "mute": s.mute} for s in strips]
+    area = area_of("VIEW_3D")
+    area.type = "SEQUENCE_EDITOR"
+    yield from settle(0.3)
+    area.spaces.active.view_type = "SEQUENCER_PREVIEW"
+    scene = bpy.context.scene
+    editor = scene.sequence_editor
+    for s in strips:
+        s.select = s == strips[0]
+    editor.active_strip = strips[0]
+    scene.frame_current = (scene.trajmaster.frame_start + scene.trajmaster.frame_end) // 2
+    yield from show_category(area, CATEGORY)
+    with override(area):
+        bpy.ops.sequencer.view_all()
+    yield from settle(0.3)
+    # The set's four channels and one above them, over the shot.
+    view2d = region_of(area, "WINDOW").view2d
+    x0, y0 = view2d.view_to_region(strips[0].frame_final_start - 4, 0.8, clip=False)
+    x1, y1 = view2d.view_to_region(strips[0].frame_final_end + 4, 6.0, clip=False)
+    with override(area):
+        bpy.ops.view2d.zoom_border(xmin=x0, xmax=x1, ymin=y0, ymax=y1, wait_for_input=False)
+    yield from settle(0.5, redraw=True)
+    playing = lambda: [s.name for s in strips if not s.mute]  # noqa: E731
+    RESULTS["playing_first"] = playing()
+    # Alt+Up over the timeline: the add-on's key for "play the next take of this set".
+    timeline = region_of(area, "WINDOW")
+    x, y = screen_xy(timeline, timeline.width // 2, timeline.height // 4)
+    xdotool("mousemove", str(x), str(y))
+    yield from settle(0.3)
+    xdotool("key", "alt+Up")
+    yield from wait_until(lambda: playing() == [strips[1].name], 10, "Alt+Up to play the next take")
+    RESULTS["playing_after_key"] = playing()
+    park_mouse()
+    with override(area, "UI"):
+        check(bpy.ops.trajmaster.take_ab(action="SET_B") == {"FINISHED"}, "Set B failed")
+        editor.active_strip = strips[0]
+        check(bpy.ops.trajmaster.take_solo(strip=strips[0].name) == {"FINISHED"}, "playing the first take failed")
+        check(bpy.ops.trajmaster.take_ab(action="SET_A") == {"FINISHED"}, "Set A failed")
+        check(bpy.ops.trajmaster.take_ab(action="TOGGLE") == {"FINISHED"}, "Switch A/B failed")
+    RESULTS["playing_after_ab"] = playing()  # B
+    with override(area, "UI"):
+        check(bpy.ops.trajmaster.take_mark(mark="FAVOURITE") == {"FINISHED"}, "Favourite failed")
+        check(bpy.ops.trajmaster.take_ab(action="TOGGLE") == {"FINISHED"}, "Switch A/B failed")
+        RESULTS["playing_after_ab_again"] = playing()  # A
+        check(bpy.ops.trajmaster.take_solo(strip=strips[1].name) == {"FINISHED"}, "playing the favourite failed")
+    RESULTS["marks"] = {s.name: s.color_tag for s in strips}
+    RESULTS["playing_at_the_end"] = playing()
+    yield from settle(0.8, redraw=True)
+    screenshot("gui-server-compare", area_crop(area))
+
+
+def server_scenario() -> Iterator[float]:
+    step("install the extension")
+    install()
+    RESULTS["no_backend"] = "TRAJMASTER_PYTHON" not in os.environ
+    bpy.context.preferences.system.use_region_overlap = False
+    view3d = area_of("VIEW_3D")
+
+    step("connect to the team server in the preferences")
+    yield from connect_to_server()
+
+    step("load the example shot")
+    with override(view3d):
+        bpy.ops.wm.save_as_mainfile(filepath=str(WORK / "team.blend"))
+    scene = bpy.context.scene
+    for obj in list(scene.objects):  # the start-up file's cube, light and camera
+        bpy.data.objects.remove(obj)
+    with override(view3d, "UI"):
+        check(bpy.ops.trajmaster.load_example_shot(name="demo") == {"FINISHED"}, "Load Example Shot failed")
+    with override(view3d):
+        bpy.ops.wm.save_mainfile()
+    yield from show_category(view3d, CATEGORY)
+    yield from widen_sidebar(view3d, 380)
+
+    step("generate four variations on the server")
+    yield from four_variations_on_the_server(view3d)
+    folder = WORK / "trajmaster" / scene.name
+    RESULTS["shot"] = scene.name
+    RESULTS["server_files"] = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+    step("compare the takes and mark one")
+    yield from compare_and_mark()
+
+    step("quit")
+    addon("runner").shutdown()
+    RESULTS["ok"] = True
+
+
 # --- the driver ---------------------------------------------------------------------------------
 
 T0 = time.monotonic()
-STEPS = scenario()
+STEPS = server_scenario() if CONFIG.get("scenario") == "server" else scenario()
 
 
 def finish(code: int) -> None:

@@ -63,9 +63,11 @@ DOC_SCREENSHOTS = (
 DOC_SCREENSHOTS += ("gui-sequencer-fit", "gui-prompt-editor", "gui-preset-search", "gui-error")
 # Sections that other modules add (addon/overlay.py, addon/presets_ui.py): taken when they exist.
 OPTIONAL_SCREENSHOTS = ("gui-overlay", "gui-presets", "gui-viewport")
+# The team-server session's (server_session below).
+SERVER_SCREENSHOTS = ("gui-server-preferences", "gui-server-queue", "gui-server-compare")
 # Cut below their last row of content (the sidebar and the preferences have empty space below):
 # every panel shot is, except the full-height areas and the popups and dialogs (cut to what opened).
-TRIMMED_SCREENSHOTS = {*DOC_SCREENSHOTS, *OPTIONAL_SCREENSHOTS} - {
+TRIMMED_SCREENSHOTS = {*DOC_SCREENSHOTS, *OPTIONAL_SCREENSHOTS, *SERVER_SCREENSHOTS} - {
     "gui-sequencer",
     "gui-sequencer-fit",
     "gui-overlay",
@@ -74,6 +76,7 @@ TRIMMED_SCREENSHOTS = {*DOC_SCREENSHOTS, *OPTIONAL_SCREENSHOTS} - {
     "gui-expand",
     "gui-compare",
     "gui-contact-sheet",
+    "gui-server-compare",
 }
 
 
@@ -166,14 +169,19 @@ def _kill_group(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def session(tool: Path, extension_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> Session:
     """One real Blender session running tests/gui/gui_session.py; its results, log and screenshots."""
-    base = tmp_path_factory.mktemp("gui-session")
+    return run_session(tool, extension_zip, tmp_path_factory.mktemp("gui-session"), {})
+
+
+def run_session(tool: Path, extension_zip: Path, base: Path, extra: dict[str, Any]) -> Session:
+    """Blender with its window running gui_session.py with `extra` in its configuration."""
     for sub in ("screens", "work"):
-        (base / sub).mkdir()
+        (base / sub).mkdir(parents=True)
     config = {
         "zip": str(extension_zip),
         "work": str(base / "work"),
         "screens": str(base / "screens"),
         "results": str(base / "results.json"),
+        **extra,
     }
     (base / "config.json").write_text(json.dumps(config, indent=1))
     log_path = base / "blender.log"
@@ -419,15 +427,21 @@ def test_no_python_errors_in_blenders_log(session: Session) -> None:
 
 
 def test_screenshots(session: Session) -> None:
+    prepare_screenshots(session, DOC_SCREENSHOTS, OPTIONAL_SCREENSHOTS)
+
+
+def prepare_screenshots(session: Session, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+    """Check the session's screenshots (taken, not blank), trim and shrink them for the docs, and,
+    with TRAJMASTER_UPDATE_SCREENSHOTS=1, copy them into docs/images."""
     results = session.need("quit")
     shots = results["screenshots"]
-    missing = [name for name in DOC_SCREENSHOTS if name not in shots or not Path(shots[name]).is_file()]
+    missing = [name for name in names if name not in shots or not Path(shots[name]).is_file()]
     assert not missing, f"screenshots not taken: {missing}"
     from PIL import Image
 
     prepared = session.screens / "docs"
     prepared.mkdir(exist_ok=True)
-    for name in (*DOC_SCREENSHOTS, *OPTIONAL_SCREENSHOTS):
+    for name in (*names, *optional):
         if name not in shots:
             continue
         image = Image.open(shots[name]).convert("RGB")
@@ -466,3 +480,77 @@ def trim_bottom(image: Any, margin: int = 6) -> Any:
     while bottom > 1 and empty(bottom - 1):
         bottom -= 1
     return image.crop((0, 0, width, min(height, bottom + margin)))
+
+
+# --- the team server: a new user's first variations on a server (issue 13's acceptance) -----------
+
+
+@pytest.fixture(scope="module")
+def server_session(tool: Path, extension_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> Session:
+    """A second Blender session with a fresh user folder and no backend at all, against a TrajMaster
+    server with two preview replicas that this test starts on this machine (a Ray cluster of its
+    own; the window's Blender reaches it on 127.0.0.1), paced so that a take lasts a few seconds."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "server"))
+    from local_server import LocalServer
+
+    base = tmp_path_factory.mktemp("gui-server-session")
+    server = LocalServer(base / "server-state", replicas=2, python=Path(sys.executable))
+    try:
+        server.pace(0.2)  # 49 frames: about 10 s a take, long enough to see the queue
+        yield run_session(
+            tool,
+            extension_zip,
+            base / "blender",
+            {"scenario": "server", "server": {"url": server.url, "token": server.token}, "job_timeout": 240},
+        )
+    finally:
+        server.stop()
+
+
+def test_a_new_user_connects_to_the_server_from_the_preferences(server_session: Session) -> None:
+    results = server_session.need("connect to the team server in the preferences")
+    assert results["no_backend"], "the session had a backend Python"
+    assert results["check_running"], "Check Server waited on the network on Blender's main thread"
+    assert results["check"]["ok"], results["check"]
+    sentence = results["check"]["sentence"]
+    assert "accepted the token: 2 preview replicas" in sentence and sentence.endswith("nothing queued."), sentence
+
+
+def test_four_variations_run_two_at_a_time_and_the_panel_shows_the_queue(server_session: Session) -> None:
+    results = server_session.need("generate four variations on the server")
+    assert results["variations_error"] == ""
+    assert results["variations_message"] == "Added 4 takes"
+    assert results["server_busy_most"] == 2
+    shown = results["server_queue_shown"]
+    assert sorted(shown["replicas"]) == [["busy", True], ["busy", True]], shown
+    assert shown["queued"] == 2 and shown["eta"] is not None and shown["eta"] > 0
+    assert max(states.count("running") for states in results["server_queue_states"]) == 2
+    stems = [f"{results['shot']}_take_00{k}" for k in range(1, 5)]
+    assert results["server_files"] == sorted(f"{stem}{ext}" for stem in stems for ext in (".job.json", ".json", ".mp4"))
+
+
+def test_the_takes_are_compared_and_one_is_marked(server_session: Session) -> None:
+    results = server_session.need("compare the takes and mark one")
+    takes = results["set"]
+    assert [t["channel"] for t in takes] == [1, 2, 3, 4]
+    assert [t["mute"] for t in takes] == [False, True, True, True], "the set's first take plays"
+    first, second = takes[0]["name"], takes[1]["name"]
+    assert results["playing_first"] == [first]
+    assert results["playing_after_key"] == [second], "Alt+Up did not play the next take"
+    assert results["playing_after_ab"] == [second] and results["playing_after_ab_again"] == [first]
+    assert results["marks"][second] == "COLOR_04" and list(results["marks"].values()).count("NONE") == 3
+    assert results["playing_at_the_end"] == [second]
+
+
+def test_the_server_session_ends_cleanly(server_session: Session) -> None:
+    results = server_session.need("quit")
+    assert server_session.returncode == 0, f"Blender exited with {server_session.returncode}"
+    assert results["ok"]
+    tracebacks = server_session.log.split("Traceback (most recent call last):")[1:]
+    assert not tracebacks, "Python errors in Blender's log:\n" + "\n---\n".join(t[:2000] for t in tracebacks)
+
+
+def test_server_screenshots(server_session: Session) -> None:
+    prepare_screenshots(server_session, SERVER_SCREENSHOTS)

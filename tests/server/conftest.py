@@ -75,3 +75,10 @@ def ray_cluster(tmp_path_factory):
         yield Cluster(port, folder)
     finally:
         shutdown()
+
+
+@pytest.fixture
+def pace(ray_cluster):
+    """Set how long each preview frame takes in the replicas; back to full speed afterwards."""
+    yield ray_cluster.pace
+    ray_cluster.pace(0.0)

@@ -40,13 +40,6 @@ def preview(ray_cluster, tmp_path_factory):
     stop_server(server)
 
 
-@pytest.fixture
-def pace(ray_cluster):
-    """Set how long each preview frame takes in the replicas; back to full speed afterwards."""
-    yield ray_cluster.pace
-    ray_cluster.pace(0.0)
-
-
 def started(event):
     return event["event"] == "progress"
 
