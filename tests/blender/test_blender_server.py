@@ -132,13 +132,20 @@ def test_four_variations_run_two_at_a_time_on_the_two_replicas(on_server, blend,
     on_server.pace(0.05)
     runner.use_worker = True  # the UI's path: the operator returns at once, the timer follows
     assert bpy.ops.trajmaster.generate_variations() == {"FINISHED"}
-    seen = {"busy": 0, "eta": [], "states": set()}
+    seen = {"busy": 0, "eta": [], "states": set(), "asked": 0.0}
     view = module("runner").server_view(bpy.context)[0]
+    from backend.client import Client
+
+    server = Client(on_server.url, on_server.token)
 
     def watch():
-        view.want()
-        status = view.status or {}
-        seen["busy"] = max(seen["busy"], sum(r["state"] == "busy" for r in status.get("replicas", [])))
+        view.want()  # the panel's own view keeps polling meanwhile (it must not get in the way)
+        # The panel's view refreshes every few seconds, too seldom to catch a short overlap: ask
+        # the server itself a few times a second.
+        if time.monotonic() - seen["asked"] > 0.2:
+            seen["asked"] = time.monotonic()
+            replicas = server.status().get("replicas", [])
+            seen["busy"] = max(seen["busy"], sum(r["state"] == "busy" for r in replicas))
         if runner.status.batch_eta_s is not None:
             seen["eta"].append(runner.status.batch_eta_s)
         seen["states"].add(tuple(e.state for e in runner.status.queue))
@@ -149,7 +156,9 @@ def test_four_variations_run_two_at_a_time_on_the_two_replicas(on_server, blend,
     assert runner.status.message == "Added 4 takes" and runner.status.last_error == ""
     assert seen["busy"] == 2, "the two replicas never ran two takes at once"
     # Two run at a time; the others wait in the server's queue and show as waiting, not running.
-    assert max(states.count("running") for states in seen["states"]) == 2, seen["states"]
+    # (A take whose replica has finished still shows as running while its files download, so a
+    # third "running" may briefly overlap the next take's start: only the waiting ones are exact.)
+    assert any(s.count("running") == 2 and s.count("queued") == 2 for s in seen["states"]), seen["states"]
     assert seen["eta"], "the batch showed no ETA"
     names = module("runner").server_take_names()
     assert names == {}, "nothing runs any more"
