@@ -64,7 +64,7 @@ def _versions() -> dict[str, str]:
 
 
 def run_job(
-    job_path: str | os.PathLike[str],
+    job_path: str | os.PathLike[str] | None,
     out_dir: str | os.PathLike[str],
     get_engine: Callable[[str], Engine],
     report: Report,
@@ -72,8 +72,16 @@ def run_job(
     name: str | None = None,
     png: bool = False,
     engine_name: str | None = None,
+    validated_job: dict[str, Any] | None = None,
+    durable: bool = True,
 ) -> dict[str, Any]:
     """Run one job file and publish its take. Returns the result event's fields.
+
+    `validated_job`: the job itself, already parsed and validated by `job.parse` and
+    `job.validate` (a server's gateway does that before a job reaches a replica); it is used as
+    it is, and `job_path` (then only recorded in the sidecar, or None) is not read.
+    `durable=False` skips flushing the take to the disk before it is published: only for a
+    scratch folder whose files are sent on and published again elsewhere (a server replica's).
 
     Raises UserError (bad input), OutOfMemory, Cancelled, or anything else for an internal failure;
     in every case nothing is left in `out_dir` but what was there before (folders it created
@@ -82,7 +90,12 @@ def run_job(
     t0 = time.monotonic()
     report.check_cancel()  # cancelled while queued in the worker: do not even load the engine
     report.stage("validating", "Checking the job")
-    job = load_job(job_path)
+    if validated_job is not None:
+        job = validated_job
+    elif job_path is None:
+        raise TypeError("run_job needs a job file or a validated job")
+    else:
+        job = load_job(job_path)
     engine_name = engine_name or job["engine"]
     findings = shot_findings(job)
     for f in findings:
@@ -90,7 +103,7 @@ def run_job(
     folder, created = prepare_folder(out_dir)
     try:
         takes.sweep_leftovers(folder)  # what a killed run left here (never a live run's pieces)
-        with TakeCommit(folder, job["shot"]["scene_name"], name) as take:
+        with TakeCommit(folder, job["shot"]["scene_name"], name, durable=durable) as take:
             t_loaded = time.monotonic()
             engine = get_engine(engine_name)
             report.check_cancel()  # loading can take minutes; a cancel during it counts
@@ -127,7 +140,7 @@ def run_job(
                         "width": int(frames.shape[2]),
                         "height": int(frames.shape[1]),
                         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                        "job_file": str(Path(job_path).absolute()),
+                        "job_file": str(Path(job_path).absolute()) if job_path is not None else None,
                         "job": job,
                         "engine": engine.describe(),
                         "versions": _versions(),

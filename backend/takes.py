@@ -386,8 +386,10 @@ class TakeCommit:
     Use as a context manager: anything not published when the block exits is removed.
     """
 
-    def __init__(self, folder: Path, shot: str, name: str | None = None):
+    def __init__(self, folder: Path, shot: str, name: str | None = None, *, durable: bool = True):
         self.folder = folder
+        # False: nothing is flushed to the disk (a scratch folder whose files are sent on).
+        self.durable = durable
         self.shot = safe_stem(shot)
         self.explicit = name
         if name is not None:
@@ -451,14 +453,16 @@ class TakeCommit:
         name taken meanwhile by another process moves an automatic name on to the next number;
         an explicit name fails."""
         self._writing()
-        _sync(video)
+        if self.durable:
+            _sync(video)
         for _ in range(1000):
             paths = self.choose_name()
             side = self.temp_file(SIDECAR_SUFFIX)
             with open(side, "w", encoding="utf-8") as f:
                 f.write(sidecar_text_for(paths))
                 f.flush()
-                os.fsync(f.fileno())
+                if self.durable:
+                    os.fsync(f.fileno())
             published: list[Path] = []
             try:
                 link_new(side, paths.sidecar)  # claims the name: exclusive, atomic
@@ -486,7 +490,8 @@ class TakeCommit:
                     _remove(p)
                 raise
             self._drop_temp(video)
-            _sync_folder(self.folder)
+            if self.durable:
+                _sync_folder(self.folder)
             self.paths = paths
             return paths
         raise UserError("bad_output", f"Could not find a free take name in {self.folder}.")

@@ -112,3 +112,42 @@ def test_the_preview_engine_runs_without_torch(tmp_path):
     run = backend("generate", job, "--out", tmp_path / "o", env=env)
     assert run.code == 0, run.stderr
     assert time.monotonic() - t0 < 120
+
+
+def test_run_job_takes_an_already_validated_job_as_it_is_and_makes_the_same_take(tmp_path, monkeypatch):
+    """What a server replica does: the gateway validated the job before queueing it, so run_job
+    neither reads a file nor validates again, and the take is the same. A scratch take
+    (durable=False) is not flushed to the disk; every other take still is (whole or absent)."""
+    import argparse
+    import io
+
+    from backend import generate
+    from backend import job as jobfile
+    from backend.engines import EngineCache
+    from backend.events import EventStream
+    from backend.progress import Report
+    from backend.server.settings import MODEL_ARG_DEFAULTS
+
+    job = make_job()
+    path = write_job(job, tmp_path / "job.json")
+    report = Report(EventStream(io.StringIO()))
+    engines = EngineCache(argparse.Namespace(**MODEL_ARG_DEFAULTS), report)
+    validated, synced = [], []
+    real_validate, real_fsync = jobfile.validate, os.fsync
+    monkeypatch.setattr(jobfile, "validate", lambda doc: validated.append(doc) or real_validate(doc))
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    try:
+        from_file = generate.run_job(path, tmp_path / "from_file", engines.get, report)
+        assert len(validated) == 1 and len(synced) >= 3  # video, sidecar, folder: before the names appear
+        validated.clear(), synced.clear()
+        given = generate.run_job(
+            None, tmp_path / "given", engines.get, report, validated_job=job, durable=False, name="take"
+        )
+    finally:
+        engines.close()
+    assert validated == [] and synced == []
+    with open(from_file["video"], "rb") as a, open(given["video"], "rb") as b:
+        assert a.read() == b.read()
+    sidecar = json.loads(open(given["sidecar"]).read())
+    assert sidecar["job"] == job and sidecar["job_file"] is None and sidecar["name"] == "take"
+    assert sorted(os.listdir(tmp_path / "given")) == ["take.json", "take.mp4"]

@@ -14,7 +14,9 @@ import json
 import os
 import re
 import shutil
+import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ from .transport import ServerError
 
 _FRAME = re.compile(r"frame_[0-9]{4,6}\.png")
 _BLOCK = 1 << 20
+# The take's files, in the order they are asked for, and their temporary names' suffixes.
+_SUFFIXES = {"video": ".mp4", "sidecar": ".json", "png": ".zip"}
 
 
 def fetch_take(
@@ -45,17 +49,14 @@ def fetch_take(
     sweep_leftovers(target)  # what a killed fetch or run left here, as generate does
     try:
         with TakeCommit(target, info.get("shot") or "shot", name) as take:
-            video = take.temp_file(".mp4")
-            _download(client, job_id, "video", files["video"], video)
-            sidecar = take.temp_file(".json")
-            _download(client, job_id, "sidecar", files["sidecar"], sidecar)
-            server_sidecar = json.loads(sidecar.read_text(encoding="utf-8"))
+            staged = {role: take.temp_file(suffix) for role, suffix in _SUFFIXES.items() if role in files}
+            _download_all(client, job_id, files, staged)
+            video = staged["video"]
+            server_sidecar = json.loads(staged["sidecar"].read_text(encoding="utf-8"))
             png_dir = None
-            if "png" in files:
-                archive = take.temp_file(".zip")
-                _download(client, job_id, "png", files["png"], archive)
+            if "png" in staged:
                 png_dir = take.temp_dir()
-                _unpack_frames(archive, png_dir)
+                _unpack_frames(staged["png"], png_dir)
 
             def sidecar_text(paths: Any) -> str:
                 doc = dict(server_sidecar)
@@ -90,10 +91,32 @@ def fetch_take(
     }
 
 
-def _download(client: Any, job_id: str, role: str, expected: dict[str, Any], path: Path) -> None:
+def _download_all(client: Any, job_id: str, files: dict[str, Any], staged: dict[str, Path]) -> None:
+    """Download the take's files at the same time (each request's round trip through the server
+    is waited for once, not once per file); the first failure stops the others and is raised."""
+    stop = threading.Event()
+    roles = list(staged)
+    with ThreadPoolExecutor(max_workers=max(len(roles) - 1, 1), thread_name_prefix="trajmaster-fetch") as pool:
+        others = [pool.submit(_download, client, job_id, r, files[r], staged[r], stop) for r in roles[1:]]
+        try:
+            _download(client, job_id, roles[0], files[roles[0]], staged[roles[0]], stop)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            wait(others)  # none may still write into the take's temporary files after this
+    for future in others:
+        future.result()
+
+
+def _download(
+    client: Any, job_id: str, role: str, expected: dict[str, Any], path: Path, stop: threading.Event | None = None
+) -> None:
     digest, size = hashlib.sha256(), 0
     with client.http.open("GET", f"/jobs/{job_id}/files/{role}") as response, open(path, "wb") as out:
         while True:
+            if stop is not None and stop.is_set():
+                raise ServerError("bad_download", f"The take's {role} file was not downloaded; nothing was written.")
             try:
                 block = response.read(_BLOCK)
             except OSError as exc:

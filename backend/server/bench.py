@@ -2,11 +2,15 @@
 
 Measures, with the same job throughout (the preview engine unless --engine says otherwise):
 
-- latency: one job at a time, alternately through the local worker's path (`run_job` with a
-  warm engine in this process, what the add-on's worker does) and through a server with one
-  replica, from the POST to the take written by the client (submit, queue, the replica's
-  render, the files through Ray, the download, the local publish). The overhead is the median
-  of the paired differences, so that both ways meet the same background load;
+- latency: one job at a time, alternately through the local worker's path and through a server
+  with one replica. The local path is the add-on's: a `python -m backend serve` worker process
+  kept running (its engine loaded by a first job), the job file on disk and a `generate`
+  request on the worker's stdin, the take published by the worker; a job's time runs from the
+  request to its `result` event read from the worker's stdout. The server's runs from the POST
+  to the take written by the client (submit and validation, Ray's queue, the replica's render,
+  the events and files through Ray, the events stream, the download, the local publish). The
+  overhead is the median of the paired differences, so that both ways meet the same background
+  load (the order alternates too);
 - throughput: N jobs submitted at once, until the last take is written, with 1 and with K
   replicas; their ratio.
 
@@ -17,13 +21,17 @@ It starts its own local Ray cluster (token authentication on, no dashboard) on f
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import queue
 import secrets
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,13 +41,17 @@ from ..engines import ENGINE_NAMES
 from ..errors import EXIT_BAD_INPUT, EXIT_OK, UserError
 from ..events import EventStream
 
+WORKER_NICENESS_ENV = "RAY_worker_niceness"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("the team server (--server)")
     group.add_argument("--server", action="store_true", help="benchmark the server's HTTP path instead of the model")
     group.add_argument("--jobs", type=int, default=8, metavar="N", help="jobs for the throughput runs (default 8)")
     group.add_argument("--replicas", type=int, default=2, metavar="K", help="replicas of the second run (default 2)")
-    group.add_argument("--repeat", type=int, default=5, metavar="R", help="jobs timed one at a time (default 5)")
+    group.add_argument(
+        "--repeat", type=int, default=15, metavar="R", help="jobs timed one at a time each way (default 15)"
+    )
     group.add_argument("--job", metavar="FILE", help="the job to run (default: a built-in one-entity preview shot)")
     group.add_argument(
         "--engine",
@@ -105,8 +117,6 @@ def main(args: argparse.Namespace, stream: EventStream) -> int:
     with tempfile.TemporaryDirectory(prefix="trajmaster-bench-") as scratch:
         result = run(job, args, Path(scratch), stream)
     if getattr(args, "json", False):
-        import json
-
         stream.write_raw(json.dumps(result, indent=1) + "\n")
     else:
         stream.write_raw(format_result(result) + "\n")
@@ -141,9 +151,16 @@ def run(job: dict[str, Any], args: argparse.Namespace, scratch: Path, stream: Ev
         max_jobs=max(1000, 4 * args.jobs),
     )
     _note(stream, "starting a local Ray cluster")
+    # Ray starts its worker processes (the replicas, the gateway, Serve's proxy) at niceness 15,
+    # below the local worker's 0: on a machine busy with other work the server's side would lose
+    # the CPU to the local side and its overhead would include that (twice as much at load 8 on 2
+    # cores). Both ways run at the same priority here unless RAY_worker_niceness says otherwise.
+    os.environ.setdefault(WORKER_NICENESS_ENV, "0")
+    result["ray_worker_niceness"] = int(os.environ[WORKER_NICENESS_ENV])
     started = start_ray(None, 0)
-    local = _LocalWorker(job, args, scratch / "local")
+    local = None
     try:
+        local = _LocalWorker(job, args, scratch / "local")
         client = Client(f"http://127.0.0.1:{port}", token)
         runs = {}
         for replicas in sorted({1, args.replicas}):
@@ -155,11 +172,13 @@ def run(job: dict[str, Any], args: argparse.Namespace, scratch: Path, stream: Ev
                 # Local and server jobs alternate, so that both meet the same background load.
                 _note(stream, f"latency: {args.repeat} jobs one at a time each way, alternating")
                 local.run()  # loads the engine
-                result["local_s"], result["server_s"] = [], []
+                result["local_s"], result["server_s"], loads = [], [], []
                 for i in range(args.repeat):
                     for way in ("local", "server") if i % 2 == 0 else ("server", "local"):
                         seconds = local.run() if way == "local" else _through_server(client, job, scratch / "latency")
                         result[f"{way}_s"].append(seconds)
+                    loads.append(os.getloadavg()[0])
+                result["load_average_during"] = [round(min(loads), 2), round(max(loads), 2)]
             _note(stream, f"throughput: {args.jobs} jobs at once")
             t0 = time.monotonic()
             outs = [scratch / f"tp-{replicas}-{k}" for k in range(args.jobs)]
@@ -168,14 +187,19 @@ def run(job: dict[str, Any], args: argparse.Namespace, scratch: Path, stream: Ev
             runs[replicas] = time.monotonic() - t0
         result["throughput_wall_s"] = {str(k): round(v, 3) for k, v in runs.items()}
     finally:
-        local.close()
+        if local is not None:
+            local.close()
         stop_ray(started)
     local_median = statistics.median(result["local_s"])
-    overhead = statistics.median(s - l for s, l in zip(result["server_s"], result["local_s"], strict=True))
+    paired = [s - l for s, l in zip(result["server_s"], result["local_s"], strict=True)]
+    overhead = statistics.median(paired)
     result["local_median_s"] = round(local_median, 3)
     result["server_median_s"] = round(statistics.median(result["server_s"]), 3)
     result["overhead_s"] = round(overhead, 3)
     result["overhead_percent"] = round(100 * overhead / local_median, 1)
+    if len(paired) >= 4:  # the middle half of the paired differences: how much to trust the median
+        quartiles = statistics.quantiles(paired, n=4)
+        result["overhead_quartiles_s"] = [round(quartiles[0], 3), round(quartiles[2], 3)]
     result["jobs_per_minute"] = {k: round(60 * args.jobs / v, 2) for k, v in result["throughput_wall_s"].items()}
     if str(args.replicas) in result["throughput_wall_s"] and args.replicas != 1:
         result["throughput_ratio"] = round(runs[1] / runs[args.replicas], 2)
@@ -190,30 +214,82 @@ def _model_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class _LocalWorker:
-    """What the add-on's worker does for a job: `run_job` with an engine kept loaded."""
+    """The add-on's local path: a `python -m backend serve` worker (the same Python, the same
+    engine options), the job file on disk, one `generate` request a job on its stdin, the events
+    read from its stdout (backend/worker.py, docs/protocol.md)."""
 
     def __init__(self, job: dict[str, Any], args: argparse.Namespace, out: Path):
         from .. import job as jobfile
-        from ..engines import EngineCache
-        from ..progress import Report
 
         out.mkdir(parents=True)
-        self.out, self.path = out, out / "job.json"
-        self.path.write_text(jobfile.dumps(job), encoding="utf-8")
-        self._sink = open(os.devnull, "w", encoding="utf-8")  # closed in close()
-        self.report = Report(EventStream(self._sink))
-        self.engines = EngineCache(argparse.Namespace(**_model_args(args)), self.report)
+        self.out, self.path = out, out / "bench.job.json"
+        jobfile.write(job, self.path)  # as the add-on writes it, before the worker is asked
+        self._count = 0
+        self._events: queue.Queue = queue.Queue()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "backend", "serve", *_worker_options(args)],
+            cwd=Path(__file__).resolve().parents[2],  # where `backend` is importable, as for the add-on
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+        )
+        threading.Thread(target=self._read, name="bench-worker-events", daemon=True).start()
+        self._until(lambda event: event.get("event") == "ready")
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            try:
+                self._events.put(json.loads(line))
+            except ValueError:
+                continue
+        self._events.put(None)
+
+    def _until(self, done: Any) -> dict[str, Any]:
+        while True:
+            event = self._events.get(timeout=600)
+            if event is None:
+                raise RuntimeError(f"the local worker exited (status {self.process.wait()})")
+            if done(event):
+                return event
 
     def run(self) -> float:
-        from ..generate import run_job
-
+        """One job, from the request to its result event; seconds."""
+        self._count += 1
+        job_id = f"bench-{self._count}"
+        request = {"op": "generate", "id": job_id, "job": str(self.path), "out": str(self.out)}
         t0 = time.monotonic()
-        run_job(self.path, self.out, self.engines.get, self.report)
-        return round(time.monotonic() - t0, 3)
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        final = self._until(lambda e: e.get("job") == job_id and e.get("event") in ("result", "error", "cancelled"))
+        seconds = round(time.monotonic() - t0, 3)
+        if final["event"] != "result":
+            raise RuntimeError(f"a benchmark job ended with {final['event']}: {final.get('message')}")
+        return seconds
 
     def close(self) -> None:
-        self.engines.close()
-        self._sink.close()
+        try:
+            self.process.stdin.close()  # end of input: the worker exits
+            self.process.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait()
+
+
+def _worker_options(args: argparse.Namespace) -> list[str]:
+    """The engine options of the bench as `serve` takes them (those left at their defaults are
+    not passed)."""
+    from .settings import MODEL_ARG_DEFAULTS
+
+    options = []
+    for key, default in MODEL_ARG_DEFAULTS.items():
+        value = getattr(args, key, default)
+        if value is None or value == default or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        options += [flag] if value is True else [flag, str(value)]
+    return options
 
 
 def _through_server(client: Any, job: dict[str, Any], out: Path) -> float:
@@ -234,11 +310,16 @@ def _free_port() -> int:
 
 def format_result(r: dict[str, Any]) -> str:
     lines = [
-        f"TrajMaster server benchmark ({r['engine']} engine, {r['cpus']} CPU cores, load {r['load_average_before']})",
-        f"  local worker path, warm:     {r['local_median_s']:.3f} s a job (median of {r['repeat']})",
+        f"TrajMaster server benchmark ({r['engine']} engine, {r['cpus']} CPU cores, load {r['load_average_before']}, "
+        f"Ray's workers at niceness {r['ray_worker_niceness']})",
+        f"  local worker (serve), warm:  {r['local_median_s']:.3f} s a job (median of {r['repeat']}, to its result)",
         f"  through the server, 1 job:   {r['server_median_s']:.3f} s a job (submit to take written)",
         f"  overhead (paired median):    {r['overhead_s']:+.3f} s ({r['overhead_percent']:+.1f}% of a local job)",
     ]
+    if "overhead_quartiles_s" in r:
+        low, high = r["overhead_quartiles_s"]
+        lines.append(f"  middle half of the pairs:    {low:+.3f} to {high:+.3f} s")
+    lines.append(f"  load average during:         {r['load_average_during'][0]} to {r['load_average_during'][1]}")
     for k, v in r["throughput_wall_s"].items():
         lines.append(f"  {r['jobs']} jobs at once, {k} replica(s): {v:.2f} s ({r['jobs_per_minute'][k]} jobs a minute)")
     if "throughput_ratio" in r:

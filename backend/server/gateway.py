@@ -320,6 +320,7 @@ class Gateway:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         received: dict[str, dict[str, Any]] = {}
+        digests: dict[str, Any] = {}  # each file's SHA-256 so far, taken as its chunks arrive
         async for message in stream:
             kind = message["kind"]
             if kind == "started":
@@ -333,7 +334,7 @@ class Gateway:
                 for event in message["events"]:
                     self._relay(record, dict(event))
             elif kind == "file":
-                _receive_chunk(staging, message, received)
+                _receive_chunk(staging, message, received, digests)
             elif kind == "result":
                 self._publish(record, staging, received, message["result"])
             elif kind == "failed":
@@ -357,10 +358,6 @@ class Gateway:
     ) -> None:
         if record.finished_state:  # cancelled while its files were on the way
             return
-        for role, info in received.items():
-            digest = hashlib.sha256((staging / info["name"]).read_bytes()).hexdigest()
-            if digest != info["sha256"] or (staging / info["name"]).stat().st_size != info["bytes"]:
-                raise RuntimeError(f"the {role} file arrived damaged")
         files = self.book.files_dir(record)
         shutil.rmtree(files, ignore_errors=True)
         os.replace(staging, files)
@@ -391,17 +388,29 @@ class Gateway:
                     table.pop(job_id, None)
 
 
-def _receive_chunk(staging: Path, message: dict[str, Any], received: dict[str, dict[str, Any]]) -> None:
+def _receive_chunk(
+    staging: Path, message: dict[str, Any], received: dict[str, dict[str, Any]], digests: dict[str, Any]
+) -> None:
+    """Append one chunk of a take's file; with its last chunk, check the whole file against the
+    size and SHA-256 the replica announced (hashed here as it arrives: no second pass)."""
+    role = message["role"]
     # Names come from the replica (ours), but are still taken as plain file names only.
     name = Path(message["name"]).name
     path = staging / name
     mode = "ab" if message["offset"] else "wb"
     with open(path, mode) as f:
         if f.tell() != message["offset"]:
-            raise RuntimeError(f"the {message['role']} file arrived out of order")
+            raise RuntimeError(f"the {role} file arrived out of order")
         f.write(message["data"])
+        size = f.tell()
+    if not message["offset"]:
+        digests[role] = hashlib.sha256()
+    digest = digests[role]
+    digest.update(message["data"])
     if message["sha256"] is not None:
-        received[message["role"]] = {"name": name, "bytes": message["size"], "sha256": message["sha256"]}
+        if digest.hexdigest() != message["sha256"] or size != message["size"]:
+            raise RuntimeError(f"the {role} file arrived damaged")
+        received[role] = {"name": name, "bytes": message["size"], "sha256": message["sha256"]}
 
 
 def _why_lost(exc: BaseException) -> str:

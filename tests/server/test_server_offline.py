@@ -243,3 +243,61 @@ def test_the_local_backend_needs_no_ray_nor_fastapi(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert sorted(p.suffix for p in (tmp_path / "takes").iterdir()) == [".json", ".mp4"]
+
+
+# ---------------------------------------------------------------- the take's files, the benchmark
+
+
+def test_a_take_file_from_a_replica_is_checked_as_its_pieces_arrive(tmp_path):
+    import hashlib
+    import os
+
+    from backend.server.gateway import _receive_chunk
+
+    data = os.urandom(10_000)
+    digest = hashlib.sha256(data).hexdigest()
+
+    def piece(offset, chunk, sha):
+        return {"role": "video", "name": "../take.mp4", "offset": offset, "data": chunk, "size": 10_000, "sha256": sha}
+
+    received, digests = {}, {}
+    _receive_chunk(tmp_path, piece(0, data[:4000], None), received, digests)
+    assert received == {}  # not complete yet
+    _receive_chunk(tmp_path, piece(4000, data[4000:], digest), received, digests)
+    assert received == {"video": {"name": "take.mp4", "bytes": 10_000, "sha256": digest}}
+    assert (tmp_path / "take.mp4").read_bytes() == data  # a plain name in the staging folder only
+
+    received = {}
+    _receive_chunk(tmp_path, piece(0, data[:4000], None), received, digests)
+    with pytest.raises(RuntimeError, match="video file arrived damaged"):
+        _receive_chunk(tmp_path, piece(4000, data[4000:-1] + b"!", digest), received, digests)
+    assert received == {}
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(RuntimeError, match="out of order"):
+        _receive_chunk(tmp_path / "elsewhere", piece(4000, data[4000:], digest), received, digests)
+
+
+def test_the_benchmarks_local_side_is_the_add_ons_worker_process(tmp_path):
+    """`bench --server` measures the server against what the add-on runs on its own machine: a
+    `python -m backend serve` worker, the job file on disk, a request on its stdin, the take
+    published by the worker, the result event read from its stdout."""
+    import argparse
+    import os
+
+    from backend.server.bench import _LocalWorker
+
+    local = _LocalWorker(make_job(), argparse.Namespace(), tmp_path / "local")
+    try:
+        seconds = [local.run(), local.run()]
+        worker = local.process.pid
+    finally:
+        local.close()
+    assert local.process.returncode == 0 and worker != os.getpid()
+    assert all(s > 0 for s in seconds)
+    assert sorted(os.listdir(tmp_path / "local")) == [
+        "Scene_take_001.json",
+        "Scene_take_001.mp4",
+        "Scene_take_002.json",
+        "Scene_take_002.mp4",
+        "bench.job.json",
+    ]

@@ -244,6 +244,35 @@ def test_fetch_writes_a_take_with_the_local_rules(preview, tmp_path):
     assert sorted(os.listdir(folder)) == before
 
 
+def test_take_files_of_any_size_arrive_whole_and_a_damaged_one_among_them_leaves_nothing(preview, tmp_path):
+    from backend.server.api import INLINE_FILE_BYTES
+
+    client = preview.client()
+    job_id = client.submit(make_job())["id"]
+    assert client.wait(job_id)["event"] == "result"
+    stored = preview.state / "jobs" / job_id / "files"
+    folder = tmp_path / "takes"
+    folder.mkdir()
+    # The sidecar (downloaded at the same time as the video) damaged: nothing is written.
+    (stored / "take.json").write_text((stored / "take.json").read_text().replace('"fps": 8', '"fps": 9'))
+    with pytest.raises(ServerError) as damaged:
+        client.fetch(job_id, folder)
+    assert damaged.value.code == "bad_download" and "sidecar" in damaged.value.message
+    assert os.listdir(folder) == []
+    # A file larger than those answered in one piece is streamed, whole, with the same headers.
+    large = os.urandom(INLINE_FILE_BYTES + 123457)
+    for body in (large, large[:1000]):
+        (stored / "take.mp4").write_bytes(body)
+        request = urllib.request.Request(
+            f"{preview.url}/v1/jobs/{job_id}/files/video", headers={"Authorization": f"Bearer {preview.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            assert answer.read() == body
+            assert answer.headers["Content-Type"] == "video/mp4" and answer.headers["Cache-Control"] == "no-store"
+            assert answer.headers["X-Content-SHA256"] == client.job(job_id)["files"]["video"]["sha256"]
+            assert 'filename="take.mp4"' in answer.headers["Content-Disposition"]
+
+
 def test_a_job_nobody_follows_is_cancelled_after_the_grace_period_unless_detached(preview, pace):
     preview.wait_replicas(2)
     pace(0.3)
