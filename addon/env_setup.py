@@ -200,8 +200,10 @@ def doctor_command(python: str | os.PathLike[str], weights: str | None = None) -
     return argv
 
 
-def download_command(python: str | os.PathLike[str], dest: str) -> list[str]:
-    return [str(python), "-m", "backend", "download", "--dest", str(dest)]
+def download_command(python: str | os.PathLike[str], dest: str, only: str | None = None) -> list[str]:
+    """`only`: None for the model's weights, "prompt" for the optional prompt help model."""
+    argv = [str(python), "-m", "backend", "download", "--dest", str(dest)]
+    return [*argv, "--only", only] if only else argv
 
 
 def setup_steps(
@@ -845,7 +847,11 @@ class DownloadProgress:
             return self.error
         if self.result is None:
             return ""
+        prompt_only = "prompt_model" in self.result and "weights" not in self.result
         if self.result.get("ready"):
+            if prompt_only:
+                return f"The prompt model is ready in {self.result.get('dest')}: Expand now writes with it."
             return f"The weights are ready in {self.result.get('dest')}."
         problem = self.result.get("problem") or "they are incomplete"
-        return f"The download finished but the weights are not usable: {problem}"
+        what = "the prompt model is" if prompt_only else "the weights are"
+        return f"The download finished but {what} not usable: {problem}"

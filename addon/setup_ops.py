@@ -48,7 +48,7 @@ class Activity:
     state: str = "idle"  # idle, running, done, failed, cancelled
     message: str = ""  # how the last run ended, one sentence
     python: str = ""
-    choice: str = ""
+    choice: str = ""  # Set Up Backend: the environment chosen; a download: WEIGHTS or PROMPT
     env_dir: str = ""
     progress: env_setup.DownloadProgress = field(default_factory=env_setup.DownloadProgress)
     report: dict[str, Any] | None = None  # Check Backend: doctor's report
@@ -145,25 +145,30 @@ def start_setup(context: bpy.types.Context, choice: str, *, clear: bool = False)
     return activity
 
 
-def start_download(context: bpy.types.Context) -> Activity:
+# What each download fetches: its button, its step's label, and the backend's --only.
+DOWNLOADS = {
+    "WEIGHTS": ("Download Weights", "Downloading the weights", None),
+    "PROMPT": ("Download Prompt Model", "Downloading the prompt model", "prompt"),
+}
+
+
+def start_download(context: bpy.types.Context, what: str = "WEIGHTS") -> Activity:
     activity = activities[DOWNLOAD]
     if activity.running:
-        raise StartError("The weights are already downloading.")
+        being = "the prompt model is" if activity.choice == "PROMPT" else "the weights are"
+        raise StartError(f"One download at a time: {being} downloading.")
     if activities[SETUP].running:
-        raise StartError("Wait for Set Up Backend to finish, then download the weights.")
+        raise StartError("Wait for Set Up Backend to finish, then download.")
     ok, note = online_access()
     if not ok:
         raise StartError(note)
     python = _python(context)
     dest = preferences.weights_dir(context)
-    activity.python = python
+    _button, label, only = DOWNLOADS[what]
+    activity.python, activity.choice = python, what
     _start(
         activity,
-        [
-            env_setup.Step(
-                "Downloading the weights", env_setup.download_command(python, dest), cwd=str(runner.EXTENSION_ROOT)
-            )
-        ],
+        [env_setup.Step(label, env_setup.download_command(python, dest, only), cwd=str(runner.EXTENSION_ROOT))],
     )
     return activity
 
@@ -273,7 +278,8 @@ NETWORK_TROUBLE = (
 
 def _finish_download(activity: Activity, task: env_setup.Task) -> None:
     if task.state == env_setup.CANCELLED:
-        activity.message = "Download cancelled; what was fetched is kept: press Download Weights to resume."
+        button = DOWNLOADS.get(activity.choice, DOWNLOADS["WEIGHTS"])[0]
+        activity.message = f"Download cancelled; what was fetched is kept: press {button} to resume."
         return
     outcome = activity.progress.outcome()
     if task.state == env_setup.FAILED:
@@ -413,6 +419,28 @@ backend Python"""
     bl_label = "Download Weights"
     bl_options: ClassVar[set[str]] = {"INTERNAL"}
 
+    what: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="What",
+        items=(
+            ("WEIGHTS", "Weights", "CogVideoX-5B and 3DTrajMaster, about 24 GB"),
+            (
+                "PROMPT",
+                "Prompt Model",
+                "Optional: Qwen2.5-1.5B-Instruct (Apache-2.0, about 3 GB), which writes Expand's proposals",
+            ),
+        ),
+        default="WEIGHTS",
+    )
+
+    @classmethod
+    def description(cls, context: bpy.types.Context, properties: Any) -> str:
+        if properties.what == "PROMPT":
+            return (
+                "Download the optional prompt help model (Qwen2.5-1.5B-Instruct, Apache-2.0, about 3 GB, "
+                "resumable) into the weights folder: Expand then writes with it instead of the offline fallback"
+            )
+        return cls.__doc__ or ""
+
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         ok, note = online_access()
@@ -423,7 +451,7 @@ backend Python"""
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
-            activity = start_download(context)
+            activity = start_download(context, self.what)
         except StartError as exc:
             activities[DOWNLOAD].message = str(exc)
             activities[DOWNLOAD].state = "failed"
@@ -627,7 +655,8 @@ def draw_weights(prefs: Any, layout: bpy.types.UILayout) -> None:
         ok, note = online_access()
         row = col.row()
         row.enabled = ok and not activities[SETUP].running
-        row.operator(TRAJMASTER_OT_download_weights.bl_idname, icon="IMPORT")
+        for what, (button, _label, _only) in DOWNLOADS.items():
+            row.operator(TRAJMASTER_OT_download_weights.bl_idname, text=button, icon="IMPORT").what = what
         if not ok:
             ui_text.wrapped(col, note, "ERROR")
     _draw_outcome(col, download)

@@ -550,3 +550,14 @@ def test_a_marker_that_does_not_say_ready_true_is_not_ready(tmp_path):
         assert es.env_state(tmp_path)["ready"] is False, marker
     (tmp_path / es.MARKER).write_text('{"ready": true}')
     assert es.env_state(tmp_path)["ready"] is True
+
+
+def test_the_prompt_model_download_is_its_own_command_and_sentence():
+    assert es.download_command("py", "/w") == ["py", "-m", "backend", "download", "--dest", "/w"]
+    assert es.download_command("py", "/w", "prompt")[-2:] == ["--only", "prompt"]
+    p = es.DownloadProgress()
+    p.feed(event("result", dest="/w", repos={}, ready=True, prompt_model={"ok": True}, licenses={}))
+    assert p.outcome() == "The prompt model is ready in /w: Expand now writes with it."
+    q = es.DownloadProgress()
+    q.feed(event("result", dest="/w", repos={}, ready=False, prompt_model={"ok": False}, problem="no tokenizer."))
+    assert q.outcome() == "The download finished but the prompt model is not usable: no tokenizer."

@@ -271,6 +271,34 @@ def test_download_without_huggingface_hub_is_one_sentence(setup_ops, tmp_path, m
     assert "Traceback" not in str(info.value) and "\n" not in message
 
 
+def test_download_prompt_model_is_its_own_button_and_download(setup_ops, tmp_path):
+    """The optional prompt help model has its own button: it runs `download --only prompt` (not
+    the 24 GB of weights), says the same sentence when the backend cannot download, and its
+    cancel names its own button to resume."""
+    bpy.context.preferences.system.use_online_access = True
+    prefs().weights_folder = str(tmp_path / "w")
+    layout = draw()
+    assert [v for k, v in layout.log if k == "operator" and v[0] == "trajmaster.download_weights"] == [
+        ("trajmaster.download_weights", True),
+        ("trajmaster.download_weights", True),
+    ]
+    with pytest.raises(RuntimeError):
+        bpy.ops.trajmaster.download_weights(what="PROMPT")
+    activity = setup_ops.activities["DOWNLOAD"]
+    (step,) = activity.task.steps
+    assert step.argv[-4:] == ["--dest", str(tmp_path / "w"), "--only", "prompt"]
+    assert step.title == "Downloading the prompt model"
+    assert activity.message.startswith(f"The backend Python {sys.executable} cannot download (huggingface_hub")
+    env_setup = module("env_setup")
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    activity.task = env_setup.Task([env_setup.Step("Downloading the prompt model", sleeper)], tmp_path / "d.log")
+    activity.task.start()
+    activity.state = "running"
+    assert "trajmaster.download_weights" not in draw().buttons(), "one download at a time"
+    assert bpy.ops.trajmaster.cancel_setup_task(kind="DOWNLOAD") == {"FINISHED"}
+    assert activity.message == "Download cancelled; what was fetched is kept: press Download Prompt Model to resume."
+
+
 # --- Check Backend ---------------------------------------------------------------------------------
 
 
