@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..backend.client import Client, ServerError
+from ..backend.client import Client, ServerError, new_request_key
 from .executor import TERMINAL, BackendUnavailable, Request
 from .executor import event as _event
 
@@ -57,6 +57,8 @@ from .executor import event as _event
 SERVER_CAPACITY = 64
 # Problems of the connection or of a server being restarted: worth trying again.
 TRANSIENT = ("connection_lost", "timeout", "unreachable", "not_a_server", "internal")
+# A request that may have reached the server although its answer did not come back.
+ANSWER_LOST = ("timeout", "connection_lost")
 # Problems of the server as a whole: a job posted after one that met them would meet them too.
 SERVER_FAILURES = ("unreachable", "timeout", "unauthorized", "not_a_server", "bad_url", "bad_token_file")
 # Pauses between attempts to reach the server again (the last one repeats).
@@ -250,12 +252,23 @@ class ServerExecutor:
             failure = ServerError("bad_job", f"The job file {job.request.job} cannot be read ({reason}).")
             self._error(job, failure)
             return failure
-        attempt = 0
+        # One key for every attempt: a POST whose answer was lost (a timeout, a dropped
+        # connection) may have queued the job; sent again with the same key it finds that job
+        # instead of queueing a second one that nobody would follow (detached, it would run on).
+        key = new_request_key()
+        attempt = lost = 0
         while True:
             try:
-                answer = self.client.submit(document, png=job.request.png, detach=True)
+                answer = self.client.submit(document, png=job.request.png, detach=True, request_key=key)
                 break
             except ServerError as exc:
+                if exc.code in ANSWER_LOST and lost < len(RETRY_S):
+                    _pause(job, lost)
+                    lost += 1
+                    if job.stop.is_set():  # quitting: nobody waits for an answer any more
+                        self._emit(job, _event("cancelled", message="Cancelled before it started."))
+                        return None
+                    continue  # a Cancel meanwhile is sent once the job's id is known (below)
                 if exc.code != "queue_full":
                     self._error(job, exc)
                     return exc

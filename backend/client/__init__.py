@@ -12,7 +12,7 @@ Importing it needs nothing but Python's standard library, so the add-on can use 
 Blender's own Python; every failure is a ServerError carrying one sentence.
 """
 
-from .client import FINAL_EVENTS, TOKEN_ENV, Client
+from .client import FINAL_EVENTS, TOKEN_ENV, Client, new_request_key
 from .transport import ServerError, normalize_url, read_token_file
 
-__all__ = ["FINAL_EVENTS", "TOKEN_ENV", "Client", "ServerError", "normalize_url", "read_token_file"]
+__all__ = ["FINAL_EVENTS", "TOKEN_ENV", "Client", "ServerError", "new_request_key", "normalize_url", "read_token_file"]

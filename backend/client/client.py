@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,11 @@ TOKEN_ENV = "TRAJMASTER_TOKEN"
 # An event stream is silent for at most the server's heartbeat period (10 s); a read that waits
 # longer than this means the link is dead.
 STREAM_READ_TIMEOUT_S = 35.0
+
+
+def new_request_key() -> str:
+    """A fresh Idempotency-Key for one submission (random, 32 URL-safe characters)."""
+    return secrets.token_urlsafe(24)
 
 
 class Client:
@@ -67,10 +73,15 @@ class Client:
 
     # ------------------------------------------------------------ jobs
 
-    def submit(self, job: dict[str, Any], *, png: bool = False, detach: bool = False) -> dict[str, Any]:
+    def submit(
+        self, job: dict[str, Any], *, png: bool = False, detach: bool = False, request_key: str | None = None
+    ) -> dict[str, Any]:
         """Queue a job (the job file's JSON). Returns {"id", "state", "position", ...}. Without
-        `detach` the server cancels the job when nobody follows its events for its grace period."""
-        return self.http.call("POST", "/jobs", body={"job": job, "png": png, "detach": detach})
+        `detach` the server cancels the job when nobody follows its events for its grace period.
+        `request_key` (new_request_key()): sending the same job again with the same key after a
+        timeout or a dropped connection gives the job queued the first time, never a second one."""
+        headers = {"Idempotency-Key": request_key} if request_key else None
+        return self.http.call("POST", "/jobs", body={"job": job, "png": png, "detach": detach}, headers=headers)
 
     def job(self, job_id: str) -> dict[str, Any]:
         """State (queued, running, done, failed, cancelled, lost), attempts, replica, stage,

@@ -86,10 +86,11 @@ class Transport:
         query: dict[str, Any] | None = None,
         body: Any = None,
         timeout: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> http.client.HTTPResponse:
         """Send a request; the response (2xx) to read, or ServerError."""
         data = None
-        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        headers = {**(headers or {}), "Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         if body is not None:
             data = json.dumps(body, allow_nan=False).encode("utf-8")
             headers["Content-Type"] = "application/json"
@@ -101,9 +102,17 @@ class Transport:
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             raise self.network_error(exc) from None
 
-    def call(self, method: str, path: str, *, query: dict[str, Any] | None = None, body: Any = None) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         """A request whose answer is JSON (None for an empty answer)."""
-        with self.open(method, path, query=query, body=body) as response:
+        with self.open(method, path, query=query, body=body, headers=headers) as response:
             try:
                 raw = response.read()
             except (OSError, http.client.HTTPException) as exc:

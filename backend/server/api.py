@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -65,7 +66,9 @@ class Service(Protocol):
     max_request_bytes: int
     token_sha256: str
 
-    def submit(self, job: dict[str, Any], *, png: bool, detach: bool) -> JobRecord: ...
+    def submit(
+        self, job: dict[str, Any], *, png: bool, detach: bool, request_key: str | None = None
+    ) -> tuple[JobRecord, bool]: ...
     def record(self, job_id: str) -> JobRecord: ...
     def summary(self, record: JobRecord) -> dict[str, Any]: ...
     def jobs(self) -> list[dict[str, Any]]: ...
@@ -235,6 +238,20 @@ def _short(text: object) -> str:
     return text if len(text) <= _ECHO else text[: _ECHO - 3] + "..."
 
 
+# What an Idempotency-Key may be: the client's own random token, never a path or a name.
+_REQUEST_KEY = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+def request_key(request: Request) -> str | None:
+    """The request's Idempotency-Key header (None without one), or 400 for a malformed one."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not _REQUEST_KEY.fullmatch(key):
+        raise ApiError(400, "bad_request", "The Idempotency-Key header must be 16 to 128 letters, digits, '-' or '_'.")
+    return key
+
+
 def parse_submission(body: bytes) -> tuple[dict[str, Any], bool, bool]:
     """The body of POST /v1/jobs -> (job, png, detach), or ApiError. The job is checked by the job
     file's own validator (schema and meaning), as `python -m backend validate` checks a file."""
@@ -320,9 +337,20 @@ def create_app(service: Service | None) -> FastAPI:
         summary="Submit a job",
         responses={
             **_REFUSALS,
-            400: {"model": Problem, "description": "Not JSON, or not the expected object."},
+            200: {
+                "model": JobCreated,
+                "description": "Sent again with the Idempotency-Key of an earlier submission: that job, not a new one.",
+            },
+            400: {
+                "model": Problem,
+                "description": "Not JSON, not the expected object, or a malformed Idempotency-Key.",
+            },
             413: {"model": Problem, "description": "Larger than the server's request limit."},
-            422: {"model": Problem, "description": "The job is not valid (bad_job) or not for this engine."},
+            422: {
+                "model": Problem,
+                "description": "The job is not valid (bad_job), not for this engine, or its Idempotency-Key was used "
+                "for another job (key_reused).",
+            },
             429: {"model": Problem, "description": "The server's queue is full."},
         },
         openapi_extra={
@@ -334,11 +362,15 @@ def create_app(service: Service | None) -> FastAPI:
     )
     async def submit(request: Request) -> JSONResponse:
         """Queue a job. The job travels in the request (the server never reads a client's paths)
-        and is validated before it is queued; its id is made by the server."""
+        and is validated before it is queued; its id is made by the server. With an
+        `Idempotency-Key` header (a random token of the client's, 16-128 characters), sending the
+        same job again with the same key (its answer was lost: a timeout, a dropped connection)
+        answers 200 with the job queued the first time instead of queueing it twice."""
+        key = request_key(request)
         body = await _read_body(request, service.max_request_bytes)
         # Validating a job takes tens of milliseconds of CPU: off the event loop, which serves everyone.
         job, png, detach = await asyncio.to_thread(parse_submission, body)
-        record = service.submit(job, png=png, detach=detach)
+        record, new = service.submit(job, png=png, detach=detach, request_key=key)
         summary = service.summary(record)
         created = {
             "id": record.id,
@@ -347,7 +379,7 @@ def create_app(service: Service | None) -> FastAPI:
             "events": f"{_JOB_PATH.format(job_id=record.id)}/events",
             "job": _JOB_PATH.format(job_id=record.id),
         }
-        return JSONResponse(created, status_code=201)
+        return JSONResponse(created, status_code=201 if new else 200)
 
     @app.get(f"{PREFIX}/jobs", response_model=list[JobSummary], responses=_REFUSALS, summary="The jobs held")
     async def jobs() -> JSONResponse:

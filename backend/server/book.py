@@ -59,6 +59,9 @@ class JobRecord:
     fraction: float | None = None
     files: dict[str, Any] | None = None
     outcome: dict[str, Any] | None = None
+    # The submitting client's Idempotency-Key: a POST sent again with it (its answer was lost)
+    # finds this job instead of queueing a second one. Saved, but not shown to other clients.
+    request_key: str | None = None
     # Not saved in record.json (events live in events.jsonl; the job in job.json).
     events: list[dict[str, Any]] = field(default_factory=list, repr=False)
     job: dict[str, Any] | None = field(default=None, repr=False)
@@ -71,7 +74,7 @@ class JobRecord:
 
     def summary(self) -> dict[str, Any]:
         """What `GET /v1/jobs/{id}` answers."""
-        data = {k: v for k, v in asdict(self).items() if k not in self._UNSAVED}
+        data = {k: v for k, v in asdict(self).items() if k not in self._UNSAVED and k != "request_key"}
         data["last_seq"] = len(self.events)
         return data
 
@@ -103,7 +106,9 @@ class JobBook:
 
     # ------------------------------------------------------------ changes
 
-    def new(self, job: dict[str, Any], *, engine: str, png: bool, detach: bool) -> JobRecord:
+    def new(
+        self, job: dict[str, Any], *, engine: str, png: bool, detach: bool, request_key: str | None = None
+    ) -> JobRecord:
         job_id = secrets.token_hex(16)
         record = JobRecord(
             id=job_id,
@@ -113,6 +118,7 @@ class JobBook:
             png=png,
             detach=detach,
             created=time.time(),
+            request_key=request_key,
             job=job,
         )
         self.job_dir(record).mkdir()
@@ -123,6 +129,10 @@ class JobBook:
         self.jobs[job_id] = record
         self.save(record)
         return record
+
+    def by_request_key(self, key: str) -> JobRecord | None:
+        """The job a client submitted with this Idempotency-Key, while the server holds it."""
+        return next((r for r in self.jobs.values() if r.request_key == key), None)
 
     def save(self, record: JobRecord) -> None:
         data = {k: v for k, v in asdict(record).items() if k not in JobRecord._UNSAVED}

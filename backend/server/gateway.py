@@ -75,7 +75,22 @@ class Gateway:
 
     # ------------------------------------------------------------ the routes' service
 
-    def submit(self, job: dict[str, Any], *, png: bool, detach: bool) -> JobRecord:
+    def submit(
+        self, job: dict[str, Any], *, png: bool, detach: bool, request_key: str | None = None
+    ) -> tuple[JobRecord, bool]:
+        """The job's record, and whether it is new (False: the same client sent it before with
+        the same Idempotency-Key, and its first answer was lost on the way)."""
+        if request_key is not None:
+            earlier = self.book.by_request_key(request_key)
+            if earlier is not None:
+                same = earlier.job is None or (earlier.job, earlier.png, earlier.detach) == (job, png, detach)
+                if not same:
+                    raise api.ApiError(
+                        422,
+                        "key_reused",
+                        "This Idempotency-Key was already used for another job; send each job with its own key.",
+                    )
+                return earlier, False
         if job["engine"] != self.config.engine:
             raise api.ApiError(
                 422,
@@ -90,7 +105,7 @@ class Gateway:
                 f"The server already has {self.config.max_jobs} jobs waiting or running; "
                 "try again when some have finished.",
             )
-        record = self.book.new(job, engine=self.config.engine, png=png, detach=detach)
+        record = self.book.new(job, engine=self.config.engine, png=png, detach=detach, request_key=request_key)
         position = self.book.position(record)
         ahead = position - 1
         message = f"Waiting for a free replica ({ahead} job{'s' if ahead != 1 else ''} ahead)"
@@ -98,7 +113,7 @@ class Gateway:
         log.info("Job %s (%s) queued at position %d.", record.id, record.shot, position)
         self._watch(record, 0)
         self._drivers[record.id] = asyncio.get_running_loop().create_task(self._drive(record))
-        return record
+        return record, True
 
     def record(self, job_id: str) -> JobRecord:
         record = self.book.get(job_id)

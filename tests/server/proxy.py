@@ -6,6 +6,8 @@ the Blender tests use it too).
     relay.restore()                     # connections are accepted again, on the same port
     relay.stall()                       # connections stay open but nothing goes through
     relay.unstall()
+    relay.deafen()                      # requests reach the server, its answers are dropped
+    relay.undeafen()
     relay.close()
 
 What the client sees is what a dropped Wi-Fi, a restarted reverse proxy or a dead link does: a
@@ -25,6 +27,7 @@ class Relay:
         self._lock = threading.Lock()
         self._connections: list[tuple[socket.socket, socket.socket]] = []
         self._stalled = threading.Event()
+        self._deaf = threading.Event()
         self._closed = False
         self._listener = self._listen(0)
         self.port = self._listener.getsockname()[1]
@@ -54,10 +57,10 @@ class Relay:
             with self._lock:
                 self._connections.append((client, upstream))
                 self.connections_made += 1
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, answers in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(a, b, answers), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, answers: bool = False) -> None:
         try:
             while True:
                 data = source.recv(65536)
@@ -65,6 +68,8 @@ class Relay:
                     break
                 while self._stalled.is_set():
                     time.sleep(0.05)  # hold the bytes: the socket stays open and silent
+                if answers and self._deaf.is_set():
+                    continue  # the server answered; the answer is lost on the way
                 sink.sendall(data)
         except OSError:
             pass
@@ -113,7 +118,15 @@ class Relay:
     def unstall(self) -> None:
         self._stalled.clear()
 
+    def deafen(self) -> None:
+        """Requests still reach the server, but its answers never come back (they are dropped)."""
+        self._deaf.set()
+
+    def undeafen(self) -> None:
+        self._deaf.clear()
+
     def close(self) -> None:
         self._stalled.clear()
+        self._deaf.clear()
         self._stop_listening()
         self._drop_all()

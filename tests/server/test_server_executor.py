@@ -219,6 +219,38 @@ def test_a_socket_that_goes_silent_is_noticed_and_the_job_followed_again(
     assert seen[-1][1]["event"] == "result"
 
 
+def test_a_submission_whose_answer_is_lost_is_sent_again_and_runs_once(server, pace, relay, executors, tmp_path):
+    """The POST reaches the server, which queues the job, but its answer never comes back (a
+    timeout): the executor sends it again with the same Idempotency-Key, and finds that job
+    instead of queueing a second one that would run on, detached, with nobody to place it."""
+    from backend.client import Client
+
+    pace(0.05)
+    direct = Client(server.url, server.token)
+    before = {j["id"] for j in direct.jobs()}
+    executor = executors(relay.url, server.token)
+    executor.client.http.timeout = 1.5  # the submit's wait for an answer, short for the test
+    queue = jq.JobQueue(executor)
+    relay.deafen()
+    queue.add(reserve(tmp_path, ["Scene_take_001"]))
+    deadline = time.monotonic() + 60
+    while not {j["id"] for j in direct.jobs()} - before:
+        queue.poll()
+        assert time.monotonic() < deadline, "the job never reached the server"
+        time.sleep(0.1)
+    time.sleep(2.0)  # the executor's first submit has timed out meanwhile: its answer was lost
+    relay.undeafen()
+    seen = run(queue)
+    assert ends(seen)["Scene_take_001"]["event"] == "result"
+    new = [j for j in direct.jobs() if j["id"] not in before]
+    assert len(new) == 1 and new[0]["state"] == "done", new
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "Scene_take_001.job.json",
+        "Scene_take_001.json",
+        "Scene_take_001.mp4",
+    ]
+
+
 def test_a_wrong_token_and_no_server_are_one_sentence_each(server, executors, tmp_path):
     wrong = jq.JobQueue(executors(server.url, "not-the-token", token_source="the token in the add-on's preferences"))
     wrong.add(reserve(tmp_path / "w", ["a", "b"]))

@@ -150,6 +150,30 @@ def test_a_wrong_or_missing_token_is_a_401_with_one_sentence(preview):
     assert refused.value.code == "unauthorized" and "wrong" not in str(refused.value)
 
 
+def test_a_job_sent_again_with_its_idempotency_key_is_queued_once(preview, pace):
+    pace(0.2)  # long enough that the first job is still held when it is sent again
+    client = preview.client()
+    jobs_before = len(client.jobs())
+    body, key = json.dumps({"job": make_job(), "detach": True}).encode(), "k" * 20 + "-1_aB"
+
+    def post(data, key):
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+        return preview.request("POST", "/v1/jobs", body=data, headers=headers)
+
+    first, again = post(body, key), post(body, key)
+    assert first[0] == 201 and again[0] == 200 and again[1]["id"] == first[1]["id"]
+    assert len(client.jobs()) == jobs_before + 1
+    assert "request_key" not in client.job(first[1]["id"]), "another client never sees the key"
+    other = make_job()
+    other["sampling"]["seed"] += 1
+    status, refused = post(json.dumps({"job": other, "detach": True}).encode(), key)
+    assert (status, refused["code"]) == (422, "key_reused")
+    status, refused = post(body, "short/../key")
+    assert (status, refused["code"]) == (400, "bad_request") and "Idempotency-Key" in refused["message"]
+    assert len(client.jobs()) == jobs_before + 1
+    client.cancel(first[1]["id"])
+
+
 def test_oversized_and_malformed_requests_are_refused_before_any_replica(preview):
     client = preview.client()
     done_before = sum(r["jobs_done"] for r in client.status()["replicas"])
