@@ -214,6 +214,30 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job-steps", type=int, default=4, metavar="N", help="steps of that short job (default 4)")
     parser.add_argument("--no-decode", action="store_true", help="skip the VAE decode timing")
     parser.add_argument("--compile", action="store_true", help="also time the steps with torch.compile'd blocks")
+    options = parser.add_argument_group("speed and precision options (each timed against the default)")
+    options.add_argument(
+        "--attention",
+        default="auto",
+        metavar="LIST",
+        help=f"also time the steps with these attention kernels, comma-separated ({', '.join(ATTENTION[1:])}, or "
+        "all); one this machine cannot run is listed with the reason",
+    )
+    options.add_argument(
+        "--quantize",
+        default="none",
+        metavar="LIST",
+        help="also time the steps with the transformer quantised these ways (fp8, int8, or all)",
+    )
+    options.add_argument(
+        "--precision",
+        action="store_true",
+        help="one forward in float16 and bfloat16 against float32: the largest values per block, where values "
+        "stop being finite, the drift",
+    )
+    options.add_argument("--layers", type=int, metavar="N", help="transformer blocks (default: the size's own)")
+    options.add_argument(
+        "--latent-frames", type=int, metavar="N", help="latent frames of the timed video (default 13 = 49 frames)"
+    )
     add_device_arguments(parser)
 
 

@@ -25,22 +25,32 @@ def compile_transformer(pipe: Any) -> None:
     pipe.transformer.compile_repeated_blocks()
 
 
-def quantize_transformer(pipe: Any, kind: str, hw: Hardware) -> tuple[str, str]:
-    """Quantise in place. Returns (what is in effect, the fallback sentence or "")."""
+def quantize_fallback(kind: str, hw: Hardware) -> str:
+    """Why `--quantize kind` cannot run on this machine (one sentence), or "" when it can."""
     if kind == "none":
-        return "none", ""
+        return ""
     if kind == "fp8" and not hw.fp8:
-        return "none", (
+        return (
             f"--quantize fp8 needs an NVIDIA GPU with fp8 (Ada or Hopper, compute 8.9+), which {hw.describe()} "
             "is not; the transformer runs unquantised (--quantize int8 saves memory on any GPU)."
         )
-    try:
-        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, Int8WeightOnlyConfig, quantize_
-    except ImportError:
-        return "none", (
+    if "torchao" not in hw.packages:
+        return (
             f"--quantize {kind} needs the package torchao, which this Python does not have (pip install torchao); "
             "the transformer runs unquantised."
         )
+    return ""
+
+
+def quantize_transformer(pipe: Any, kind: str, hw: Hardware) -> tuple[str, str]:
+    """Quantise in place. Returns (what is in effect, the fallback sentence or "")."""
+    why = quantize_fallback(kind, hw)
+    if kind == "none" or why:
+        return "none", why
+    try:
+        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, Int8WeightOnlyConfig, quantize_
+    except ImportError as exc:
+        return "none", f"--quantize {kind} could not import torchao ({exc}); the transformer runs unquantised."
     config = Float8DynamicActivationFloat8WeightConfig() if kind == "fp8" else Int8WeightOnlyConfig()
 
     def wanted(module: torch.nn.Module, name: str) -> bool:
