@@ -44,7 +44,7 @@ BACKENDS = {"cudnn": "_native_cudnn", "sage": "sage", "fa3": "_flash_3"}
 NEEDS = {
     "cudnn": "an NVIDIA GPU of compute capability 8.0 or newer with cuDNN 9",
     "sage": "an NVIDIA GPU of compute capability 8.0 or newer and the package sageattention",
-    "fa3": "a Hopper GPU (compute 9.x, e.g. H100) and FlashAttention-3 (flash_attn_interface, built from "
+    "fa3": "a Hopper GPU (compute 9.x, such as the H100) and FlashAttention-3 (flash_attn_interface, built from "
     "flash-attention's hopper/ folder)",
 }
 HALF = (torch.float16, torch.bfloat16)
