@@ -11,7 +11,7 @@ Kinds:
   progress   {step, total, fraction, eta_s, stage}       per step / per frame
   heartbeat  {stage}                                     the process is alive (long stages)
   warning    {code, message, entity?, slots?}            a pose check finding or a soft problem (memory_fallback;
-                                                         replica_lost from the team server)
+                                                         speed_fallback with option; replica_lost from the team server)
   result     {video, sidecar, png_dir?, frames, fps, seconds, files?}
   error      {code, message, hint?, exit_code}          one clear sentence, never a traceback (job_lost and
                                                          replica_lost from the team server)

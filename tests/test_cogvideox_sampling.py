@@ -14,7 +14,7 @@ from diffusers import CogVideoXDPMScheduler, CogVideoXPipeline, CogVideoXTransfo
 from diffusers.utils.torch_utils import randn_tensor
 from shots import make_job
 
-from backend.cogvideox import commands, engine, pipeline, speed, weights
+from backend.cogvideox import commands, engine, hardware, pipeline, speed, weights
 from backend.cogvideox.transformer import TrajectoryCondition, TrajMasterTransformer3DModel
 from backend.errors import OutOfMemory, UserError
 from backend.events import EventStream
@@ -264,10 +264,11 @@ def test_render_reports_stages_progress_and_metrics(eng):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torchao") is not None, reason="torchao is installed here")
-def test_quantize_without_torchao_names_the_missing_package(eng):
-    with pytest.raises(UserError) as caught:
-        speed.quantize_transformer(eng.pipe, "int8", eng.device)
-    assert caught.value.code == "missing_dependency" and "torchao" in caught.value.message
+def test_quantize_without_torchao_names_the_missing_package_and_changes_nothing(eng):
+    before = {n: p.clone() for n, p in eng.pipe.transformer.named_parameters()}
+    used, why = speed.quantize_transformer(eng.pipe, "int8", hardware.of(eng.device))
+    assert used == "none" and "torchao" in why
+    assert all(torch.equal(p, before[n]) for n, p in eng.pipe.transformer.named_parameters())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

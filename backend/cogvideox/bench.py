@@ -10,12 +10,16 @@ and projects a default job (50 steps, 21 of them with the injector). FLOPs are c
 architecture; "ratio" is the measured time over the time those FLOPs take at the GPU's dense
 bf16 peak (1.0 would be perfect). --modes also measures peak VRAM with the models streamed as
 the balanced and low memory modes stream them. On a CPU the same runs at a tiny size.
+--attention and --quantize take lists and time the steps once per option (an option this
+machine cannot run is reported with the sentence saying why); --precision runs one forward in
+float16 and bfloat16 against float32 and reports where values leave float16's range.
 Random weights time the same kernels as the real ones; only the video is meaningless.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import math
 import time
@@ -24,6 +28,7 @@ from typing import Any
 import torch
 
 from ..progress import Report
+from . import attention, hardware, speed
 from .commands import resolve_device, resolve_dtype
 from .injector import ENTITY_TOKENS, MAX_ENTITIES, POSE_DIM
 from .transformer import TRAJECTORY_KEY, TrajectoryCondition, TrajMasterTransformer3DModel, release_config
@@ -90,19 +95,25 @@ def bench(args: argparse.Namespace, report: Report) -> dict[str, Any]:
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     size = args.size if args.size != "auto" else ("real" if device.type == "cuda" else "tiny")
-    sizes = REAL if size == "real" else TINY
+    sizes = copy.deepcopy(REAL if size == "real" else TINY)
+    if args.layers:
+        sizes["transformer"]["num_layers"] = args.layers
     steps = max(1, args.steps)
     config = sizes["transformer"]
-    frames = 13
+    frames = args.latent_frames or 13
     latent_hw = (config["sample_height"], config["sample_width"])
     result: dict[str, Any] = {
         "device": _device_info(device),
         "dtype": str(dtype).removeprefix("torch."),
         "size": size,
         "video": {"frames": (frames - 1) * 4 + 1, "height": latent_hw[0] * 8, "width": latent_hw[1] * 8},
+        "layers": config["num_layers"],
         "timed_steps": steps,
         "versions": _versions(),
     }
+    hw = hardware.of(device)
+    attention_options = _listed(args.attention, attention.OPTIONS, "--attention")
+    quantize_options = _listed(args.quantize, speed.QUANTIZE, "--quantize")
     torch.manual_seed(0)
 
     report.stage("bench", f"T5 encoder ({size})")
@@ -120,9 +131,19 @@ def bench(args: argparse.Namespace, report: Report) -> dict[str, Any]:
     report.stage("bench", "Injector: production form against the literal form")
     result["injector_forms"] = _injector_forms(model, inputs, max(steps, 3), device)
     result["flops"] = _flops(config, frames, result["steps"], device)
+    if attention_options != ["auto"]:
+        report.stage("bench", f"Attention kernels: {', '.join(attention_options)}")
+        result["attention"] = _attention_options(model, inputs, attention_options, steps, device, dtype, hw)
 
     del model, inputs
     _free()
+
+    if quantize_options != ["none"]:
+        report.stage("bench", f"Quantised transformer: {', '.join(quantize_options)}")
+        result["quantize"] = _quantize_options(config, frames, quantize_options, steps, device, dtype, hw)
+    if args.precision:
+        report.stage("bench", "float16 and bfloat16 against float32: overflow and drift")
+        result["precision"] = _precision(config, frames, device)
 
     if not args.no_decode:
         report.stage("bench", "VAE decode")
@@ -320,6 +341,150 @@ def _decode(config: dict[str, Any], frames: int, latent_hw: tuple[int, int], dev
     return out
 
 
+# ---------------------------------------------------------------- options
+
+
+def _listed(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
+    from ..errors import UserError
+
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    if names == ["all"]:
+        return [n for n in allowed if n != "auto"]
+    wrong = [n for n in names if n not in allowed]
+    if wrong or not names:
+        raise UserError("bad_arguments", f"{flag} takes a comma-separated list of {', '.join(allowed)} (or all).")
+    return names
+
+
+@torch.no_grad()
+def _difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    scale = b.float().abs().max().item() or 1.0
+    return float((a.float() - b.float()).abs().max().item() / scale)
+
+
+def _attention_options(model, inputs, options: list[str], steps: int, device, dtype, hw) -> dict[str, Any]:
+    """Steps timed with each attention kernel, and how far one forward moves from sdpa's."""
+    with torch.no_grad():
+        reference = _step(model, inputs, injector=True)
+    out: dict[str, Any] = {}
+    for option in options:
+        choice = attention.choose(option, hw, dtype, device)
+        if choice.fallback:
+            out[option] = {"fallback": choice.fallback}
+            continue
+        with attention.applied(choice):
+            timed = _time_steps(model, inputs, steps, device)
+            with torch.no_grad():
+                output = _step(model, inputs, injector=True)
+        out[option] = {**timed, "used": choice.used, "max_relative_difference": _difference(output, reference)}
+    return out
+
+
+def _quantize_options(config, frames: int, options: list[str], steps: int, device, dtype, hw) -> dict[str, Any]:
+    """Steps timed with the transformer quantised each way, and the drift of one forward."""
+    torch.manual_seed(1)
+    model = _transformer(config, device, dtype)
+    inputs = _inputs(config, frames, device, dtype)
+    with torch.no_grad():
+        reference = _step(model, inputs, injector=True)
+    out: dict[str, Any] = {}
+    for kind in options:
+        if kind == "none":
+            continue
+        quantized = copy.deepcopy(model)
+        used, why = speed.quantize_transformer(_Holder(quantized), kind, hw)
+        if why:
+            out[kind] = {"fallback": why}
+            continue
+        timed = _time_steps(quantized, inputs, steps, device)
+        with torch.no_grad():
+            output = _step(quantized, inputs, injector=True)
+        out[kind] = {**timed, "used": used, "max_relative_difference": _difference(output, reference)}
+        del quantized
+        _free()
+    del model, inputs
+    _free()
+    return out
+
+
+class _Holder:
+    """What speed.quantize_transformer takes: something with a .transformer."""
+
+    def __init__(self, transformer: torch.nn.Module):
+        self.transformer = transformer
+
+
+FLOAT16_MAX = 65504.0
+
+
+@torch.no_grad()
+def _precision(config: dict[str, Any], frames: int, device: torch.device) -> dict[str, Any]:
+    """One forward with the injector in float32, float16 and bfloat16 on the same random weights:
+    the largest value any layer produces in each block (float32), the first block where float16
+    or bfloat16 gives a non-finite value, and the drift of the output against float32."""
+    torch.manual_seed(2)
+    model32 = _transformer(config, device, torch.float32)
+    inputs32 = _inputs(config, frames, device, torch.float32)
+
+    def run(model: torch.nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, list[float], list[bool]]:
+        largest = [0.0] * len(model.transformer_blocks)
+        finite = [True] * len(model.transformer_blocks)
+        hooks = []
+        for index, block in enumerate(model.transformer_blocks):
+            for module in block.modules():
+
+                def record(module, args, output, index=index):
+                    for tensor in output if isinstance(output, tuple) else (output,):
+                        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+                            finite[index] &= bool(torch.isfinite(tensor).all())
+                            largest[index] = max(largest[index], float(tensor.float().abs().nan_to_num(0.0).max()))
+
+                hooks.append(module.register_forward_hook(record))
+        try:
+            output = _step(model, inputs, injector=True)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return output, largest, finite
+
+    reference, largest32, _ = run(model32, inputs32)
+    out: dict[str, Any] = {
+        "float32_largest_value_per_block": [round(v, 2) for v in largest32],
+        "float16_largest_finite": FLOAT16_MAX,
+        "headroom_to_float16": round(FLOAT16_MAX / max(*largest32, 1e-30), 1),
+    }
+    for dtype in (torch.float16, torch.bfloat16):
+        model = copy.deepcopy(model32).to(dtype)
+        inputs = _cast(inputs32, dtype)
+        output, largest, finite = run(model, inputs)
+        name = str(dtype).removeprefix("torch.")
+        out[name] = {
+            "finite": all(finite) and bool(torch.isfinite(output).all()),
+            "first_non_finite_block": next((i for i, ok in enumerate(finite) if not ok), None),
+            "largest_value": round(max(largest), 2),
+            "max_relative_difference": _difference(output, reference),
+        }
+        del model, inputs
+        _free()
+    del model32, inputs32
+    _free()
+    return out
+
+
+def _cast(inputs: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
+    out = dict(inputs)
+    for key in ("hidden_states", "encoder_hidden_states"):
+        out[key] = inputs[key].to(dtype)
+    c = inputs["condition"]
+    out["condition"] = TrajectoryCondition(
+        poses=c.poses,
+        entity_embeds=c.entity_embeds.to(dtype),
+        entity_mask=c.entity_mask,
+        empty_embeds=c.empty_embeds.to(dtype),
+    )
+    return out
+
+
 # ---------------------------------------------------------------- accounting
 
 
@@ -503,7 +668,8 @@ def format_bench(result: dict[str, Any]) -> str:
     forms = result["injector_forms"]
     lines = [
         f"device      {d['name']} ({result['dtype']}), {result['size']} size, "
-        f"{result['video']['frames']} frames {result['video']['height']}x{result['video']['width']}",
+        f"{result['layers']} blocks, {result['video']['frames']} frames {result['video']['height']}x"
+        f"{result['video']['width']}",
         f"step        plain {s['plain_s']:.3f} s, with injector {s['injector_s']:.3f} s (CFG batch 2, "
         f"mean of {result['timed_steps']})",
         f"injector    production {forms['efficient_ms']:.2f} ms, literal {forms['literal_ms']:.2f} ms "
@@ -527,6 +693,27 @@ def format_bench(result: dict[str, Any]) -> str:
             f"compiled    plain {c['plain_s']:.3f} s, injector {c['injector_s']:.3f} s; warm job "
             f"{p.get('warm_job_compiled_s')} s (first calls {c['first_calls_s']} s)"
         )
+    for section, label in (("attention", "attention"), ("quantize", "quantize")):
+        for option, r in result.get(section, {}).items():
+            if "fallback" in r:
+                lines.append(f"{label:<12}{option}: not run: {r['fallback']}")
+            else:
+                lines.append(
+                    f"{label:<12}{option}: plain {r['plain_s']:.3f} s, with injector {r['injector_s']:.3f} s; "
+                    f"max relative difference to the default {r['max_relative_difference']:.1e}"
+                )
+    if "precision" in result:
+        pr = result["precision"]
+        lines.append(
+            f"precision   float32 largest value {max(pr['float32_largest_value_per_block']):.3g} "
+            f"(float16 overflows above {pr['float16_largest_finite']:.0f})"
+        )
+        for name in ("float16", "bfloat16"):
+            r = pr[name]
+            state = "finite" if r["finite"] else f"NON-FINITE from block {r['first_non_finite_block']}"
+            lines.append(
+                f"            {name}: {state}; max relative difference to float32 {r['max_relative_difference']:.1e}"
+            )
     modes = result.get("memory_modes", {})
     for mode in ("full", "balanced", "low"):
         if mode in modes:

@@ -14,6 +14,7 @@ from ..progress import Report
 MEMORY_MODES = ("auto", "full", "balanced", "low")
 QUANTIZE = ("none", "fp8", "int8")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+ATTENTION = ("auto", "sdpa", "cudnn", "sage", "fa3")  # attention.OPTIONS, restated: this module imports no torch
 
 
 def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +41,9 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         default="auto",
         choices=DTYPES,
-        help="weights and compute type (default: bfloat16 on a GPU, float32 on the CPU)",
+        help="weights and compute type (default: bfloat16 on a GPU of compute 8.0+, float32 on the CPU; the "
+        "cogvideox engine refuses float16, which overflows CogVideoX-5B, and GPUs without bfloat16 unless given "
+        "float32)",
     )
 
 
@@ -62,28 +65,47 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default="none",
         choices=QUANTIZE,
         help="quantise the transformer's linear layers with torchao: fp8 compute (Ada/Hopper) or int8 weights; "
-        "unmeasured, needs torchao",
+        "unmeasured, needs torchao; falls back to none with a warning where it cannot run",
+    )
+    add_attention_argument(group)
+
+
+def add_attention_argument(group: argparse._ActionsContainer) -> None:
+    group.add_argument(
+        "--attention",
+        default="auto",
+        choices=ATTENTION,
+        help="attention kernel: sdpa (torch's choice, today's path), cudnn (torch's cuDNN kernel only), sage "
+        "(SageAttention, 8-bit; needs sageattention), fa3 (FlashAttention-3, Hopper; needs flash_attn_interface); "
+        "auto (default) = sdpa until the others are measured. One that cannot run here falls back to sdpa "
+        "with a warning",
     )
 
 
 def make_engine(args: argparse.Namespace, report: Report) -> Any:
     """The loaded CogVideoXEngine. Emits a 'loading' stage and heartbeats while loading."""
     from ..events import Heartbeat
-    from . import engine, weights
+    from . import engine, hardware, precision, weights
 
     paths = weights.resolve(args.base, args.injector, args.lora, args.weights)
     device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
+    hw = hardware.of(device)
+    dtype = precision.engine_dtype(args.dtype, hw)
     report.stage("loading", f"Loading CogVideoX-5B + 3DTrajMaster on {device} ({str(dtype).removeprefix('torch.')})")
     with Heartbeat(report.stream, "loading"):
-        return engine.load(
+        loaded = engine.load(
             paths,
             device,
             dtype,
             memory_mode=args.memory,
             compile_blocks=args.compile,
             quantize=args.quantize,
+            attention=args.attention,
+            hw=hw,
         )
+    for option, sentence in loaded.fallbacks.items():
+        report.warning("speed_fallback", sentence, option=option)
+    return loaded
 
 
 def resolve_device(text: str) -> Any:
@@ -109,12 +131,13 @@ def resolve_device(text: str) -> Any:
 
 
 def resolve_dtype(text: str, device: Any) -> Any:
+    """The benchmark's dtype: what the engine's auto picks (precision.py), or any asked for."""
     import torch
 
+    from . import hardware, precision
+
     if text == "auto":
-        if device.type == "cpu":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return precision.default_dtype(hardware.of(device))
     return getattr(torch, text)
 
 
@@ -191,6 +214,30 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job-steps", type=int, default=4, metavar="N", help="steps of that short job (default 4)")
     parser.add_argument("--no-decode", action="store_true", help="skip the VAE decode timing")
     parser.add_argument("--compile", action="store_true", help="also time the steps with torch.compile'd blocks")
+    options = parser.add_argument_group("speed and precision options (each timed against the default)")
+    options.add_argument(
+        "--attention",
+        default="auto",
+        metavar="LIST",
+        help=f"also time the steps with these attention kernels, comma-separated ({', '.join(ATTENTION[1:])}, or "
+        "all); one this machine cannot run is listed with the reason",
+    )
+    options.add_argument(
+        "--quantize",
+        default="none",
+        metavar="LIST",
+        help="also time the steps with the transformer quantised these ways (fp8, int8, or all)",
+    )
+    options.add_argument(
+        "--precision",
+        action="store_true",
+        help="one forward in float16 and bfloat16 against float32: the largest values per block, where values "
+        "stop being finite, the drift",
+    )
+    options.add_argument("--layers", type=int, metavar="N", help="transformer blocks (default: the size's own)")
+    options.add_argument(
+        "--latent-frames", type=int, metavar="N", help="latent frames of the timed video (default 13 = 49 frames)"
+    )
     add_device_arguments(parser)
 
 

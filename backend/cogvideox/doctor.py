@@ -36,6 +36,7 @@ def doctor(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
     report["packages"] = {name: _version(name) for name in PACKAGES}
     report["gpu"] = _gpu()
+    report["speed_options"] = _speed_options()
     report["weights"] = _weights(args)
     folder = Path(args.weights).expanduser() if args.weights else weights.default_weights_dir()
     report["disk"] = _disk(folder)
@@ -93,6 +94,35 @@ def _gpu() -> dict[str, Any]:
     return out
 
 
+def _speed_options() -> dict[str, Any]:
+    """Which --dtype auto means here, and which --attention / --quantize options can run (each
+    one that cannot, with the sentence the engine would warn with)."""
+    try:
+        import torch
+    except ModuleNotFoundError:
+        return {}
+    from . import attention, hardware, precision, speed
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    hw = hardware.of(device)
+    out: dict[str, Any] = {}
+    try:
+        dtype = precision.engine_dtype("auto", hw)
+        out["dtype"] = {"auto": str(dtype).removeprefix("torch.")}
+    except UserError as exc:
+        dtype = torch.float32
+        out["dtype"] = {"auto": None, "refused": exc.message, "hint": exc.hint}
+    out["attention"] = {}
+    for option in attention.OPTIONS[2:]:
+        choice = attention.choose(option, hw, dtype, device)
+        out["attention"][option] = {"usable": not choice.fallback, "why_not": choice.fallback or None}
+    out["quantize"] = {}
+    for kind in speed.QUANTIZE[1:]:
+        why = speed.quantize_fallback(kind, hw)
+        out["quantize"][kind] = {"usable": not why, "why_not": why or None}
+    return out
+
+
 def _weights(args: argparse.Namespace) -> dict[str, Any]:
     try:
         paths = weights.resolve(args.base, args.injector, args.lora, args.weights)
@@ -123,6 +153,18 @@ def format_doctor(report: dict[str, Any]) -> str:
             f"gpu         none visible (torch {gpu.get('torch') or 'not installed'}, "
             f"CUDA build {gpu.get('cuda_build')})"
         )
+    options = report.get("speed_options") or {}
+    if options:
+        dtype = options["dtype"]
+        lines.append(
+            f"dtype       auto = {dtype['auto']}" if dtype["auto"] else f"dtype       auto REFUSED: {dtype['refused']}"
+        )
+        for kind in ("attention", "quantize"):
+            usable = [name for name, o in options[kind].items() if o["usable"]]
+            lines.append(f"{kind:<12}usable here besides the default: {', '.join(usable) or 'none'}")
+            for name, o in options[kind].items():
+                if not o["usable"]:
+                    lines.append(f"            not {name}: {o['why_not'].split('; ')[0]}")
     if w["ok"]:
         lines.append(
             f"weights     base {w['base']}\n            injector {w['injector']}\n            lora {w['lora']}"

@@ -19,7 +19,7 @@ import torch
 from .. import timeplan
 from ..errors import OutOfMemory, UserError
 from ..progress import Report
-from . import memory, pipeline
+from . import attention, memory, pipeline
 from .weights import WeightPaths
 
 MODEL = "CogVideoX-5B + 3DTrajMaster (injector + LoRA)"
@@ -37,6 +37,8 @@ class CogVideoXEngine:
         memory_mode: str = "auto",
         compiled: bool = False,
         quantized: str = "none",
+        attention_choice: attention.Choice | None = None,
+        fallbacks: dict[str, str] | None = None,
     ):
         self.pipe = pipe
         self.paths = paths
@@ -46,6 +48,11 @@ class CogVideoXEngine:
         self.memory_mode = memory.choose(memory_mode, device)
         self.compiled = compiled
         self.quantized = quantized
+        self.attention = attention_choice or attention.Choice("auto", attention.DEFAULT)
+        # option -> the sentence saying why it is not in effect (emitted as warnings by make_engine)
+        self.fallbacks = dict(fallbacks or {})
+        if self.attention.fallback:
+            self.fallbacks["attention"] = self.attention.fallback
         self.prompts = pipeline.PromptCache()
         self.last_job: dict[str, Any] = {}
         memory.apply(pipe, self.memory_mode, device)
@@ -120,9 +127,10 @@ class CogVideoXEngine:
             "sampling",
             f"Sampling {sampling.steps} steps ({min(sampling.annealed_steps + 1, sampling.steps)} with the injector)",
         )
-        latents = pipeline.sample(
-            self.pipe, prompts, sampling, on_step=lambda done, total: report.progress(done, total, "sampling")
-        )
+        with attention.applied(self.attention):
+            latents = pipeline.sample(
+                self.pipe, prompts, sampling, on_step=lambda done, total: report.progress(done, total, "sampling")
+            )
         stages["sample_s"] = time.monotonic() - t0
 
         t0 = time.monotonic()
@@ -157,8 +165,21 @@ class CogVideoXEngine:
             "weights": self.paths.as_dict(),
             "compile": self.compiled,
             "quantize": self.quantized,
+            "speed": self.speed(),
             "last_job": self.last_job,
         }
+
+    def speed(self) -> dict[str, Any]:
+        """Every engine-wide speed option in effect, and for each fallback the sentence why."""
+        out: dict[str, Any] = {
+            "attention": self.attention.used,
+            "quantize": self.quantized,
+            "compile": self.compiled,
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+        for option, sentence in self.fallbacks.items():
+            out[f"{option}_fallback"] = sentence
+        return out
 
     def close(self) -> None:
         self.prompts.clear()
@@ -183,13 +204,32 @@ def load(
     memory_mode: str = "auto",
     compile_blocks: bool = False,
     quantize: str = "none",
+    attention: str = "auto",
+    hw: Any = None,
 ) -> CogVideoXEngine:
-    """Load the weights (raises UserError for bad folders) and place them per memory mode."""
-    from . import speed, weights
+    """Load the weights (raises UserError for bad folders) and place them per memory mode.
 
+    Speed options this machine cannot run fall back to the default; engine.fallbacks says why.
+    `hw` (hardware.Hardware) defaults to what `device` is.
+    """
+    from . import attention as attention_options
+    from . import hardware, speed, weights
+
+    hw = hw or hardware.of(device)
+    choice = attention_options.choose(attention, hw, dtype, device)
     pipe = weights.load_pipeline(paths, dtype)
-    speed.quantize_transformer(pipe, quantize, device)
-    engine = CogVideoXEngine(pipe, paths, device, dtype, memory_mode, compiled=compile_blocks, quantized=quantize)
+    quantized, why = speed.quantize_transformer(pipe, quantize, hw)
+    engine = CogVideoXEngine(
+        pipe,
+        paths,
+        device,
+        dtype,
+        memory_mode,
+        compiled=compile_blocks,
+        quantized=quantized,
+        attention_choice=choice,
+        fallbacks={"quantize": why} if why else None,
+    )
     if compile_blocks:
         speed.compile_transformer(pipe)
     return engine
