@@ -174,10 +174,20 @@ def echo(value: Any, limit: int = ECHO_CHARS) -> str:
     return clip(text, limit)
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
 def _path(parts: list[Any] | tuple[Any, ...]) -> str:
     out = ""
     for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif not _PLAIN_KEY.fullmatch(str(p)):
+            # A key a user (or a fuzzer) made up: quoted and escaped, so that a newline or a
+            # thousand characters in it cannot break the one-sentence message.
+            out += f"[{_echo_key(str(p))}]"
+        else:
+            out += f".{p}" if out else str(p)
     return out or "(the job)"
 
 

@@ -145,6 +145,17 @@ def test_non_finite_numbers_are_refused_with_their_path(constant):
     assert err.value.problems == [f"shot.scene_fps: {constant} is not a number; use a finite value"]
 
 
+def test_a_made_up_key_in_a_path_is_quoted_so_the_message_stays_one_line():
+    # Found by tests/test_properties.py: a key holding a newline broke the one-sentence message.
+    job = make_job()
+    job["source"] = {"a\nb": {"x": float("inf")}, "c" * 500: float("nan")}
+    with pytest.raises(jobfile.JobError) as refused:
+        jobfile.validate(job)
+    message = str(refused.value)
+    assert "\n" not in message and len(message) < 300, message
+    assert message.startswith("source['a\\nb'].x: inf is not a number")
+
+
 def test_newer_version_asks_for_an_update():
     job = make_job()
     job["version"] = 2
