@@ -64,6 +64,26 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="quantise the transformer's linear layers with torchao: fp8 compute (Ada/Hopper) or int8 weights; "
         "unmeasured, needs torchao",
     )
+    add_gpus_argument(group)
+
+
+def add_gpus_argument(group: Any) -> None:
+    group.add_argument(
+        "--gpus",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="spread each take over N GPUs of this machine (cuda:K.. from --device cuda:K): 2 runs the two "
+        "halves of classifier-free guidance in parallel; more is not supported yet and uses 2; fewer GPUs "
+        "than asked: one, with a warning (default 1)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def make_engine(args: argparse.Namespace, report: Report) -> Any:
@@ -74,16 +94,23 @@ def make_engine(args: argparse.Namespace, report: Report) -> Any:
     paths = weights.resolve(args.base, args.injector, args.lora, args.weights)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    report.stage("loading", f"Loading CogVideoX-5B + 3DTrajMaster on {device} ({str(dtype).removeprefix('torch.')})")
+    gpus = getattr(args, "gpus", 1)
+    where = f"{gpus} GPUs from {device}" if gpus > 1 else str(device)
+    report.stage("loading", f"Loading CogVideoX-5B + 3DTrajMaster on {where} ({str(dtype).removeprefix('torch.')})")
     with Heartbeat(report.stream, "loading"):
-        return engine.load(
+        loaded = engine.load(
             paths,
             device,
             dtype,
             memory_mode=args.memory,
             compile_blocks=args.compile,
             quantize=args.quantize,
+            gpus=gpus,
+            explicit_cpu=str(args.device).startswith("cpu"),
         )
+    if loaded.layout.note:
+        report.warning("gpus_fallback", loaded.layout.note)
+    return loaded
 
 
 def resolve_device(text: str) -> Any:
