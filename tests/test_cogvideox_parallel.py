@@ -17,7 +17,7 @@ from shots import make_job
 from test_cogvideox_cli import Worker
 
 from backend.cogvideox import engine, parallel, weights
-from backend.errors import RankFailed
+from backend.errors import OutOfMemory, RankFailed
 from backend.events import EventStream
 from backend.progress import Cancelled, Report
 
@@ -201,3 +201,21 @@ def test_the_worker_with_two_ranks_renders_cancels_and_takes_its_rank_with_it(ti
     finally:
         if worker.proc.poll() is None:
             worker.proc.kill()
+
+
+def test_running_out_of_memory_on_rank_0_is_advice_and_stops_the_other_rank(two, tiny):
+    # After the dying-rank test: a fresh two-rank engine (the module's one has been stopped).
+    eng = engine.load(weights.resolve(weights=tiny["weights"]), CPU, torch.float32, gpus=2, explicit_cpu=True)
+    try:
+        process = child(eng)
+
+        def out_of_memory(step):
+            if step == 2:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+        with pytest.raises(OutOfMemory) as caught:
+            eng.render(job(steps=40, annealed_steps=20), StepReport(out_of_memory))
+        assert caught.value.suggest_memory == "balanced"  # advice, not a retry in place
+        assert eng.ranks.closed and _gone(process.pid, 10)
+    finally:
+        eng.close()

@@ -219,6 +219,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-decode", action="store_true", help="skip the VAE decode timing")
     parser.add_argument("--compile", action="store_true", help="also time the steps with torch.compile'd blocks")
     add_device_arguments(parser)
+    add_gpus_argument(parser.add_argument_group("several GPUs"))
 
 
 def bench(args: argparse.Namespace, report: Report) -> dict[str, Any]:

@@ -33,6 +33,7 @@ import torch.multiprocessing as mp
 
 from ..errors import OutOfMemory, RankFailed, UserError, clip
 from ..progress import Cancelled
+from . import memory
 
 T = TypeVar("T")
 HOST = "127.0.0.1"
@@ -145,8 +146,8 @@ class Ranks:
             self.close()
             if why:
                 raise RankFailed(why) from None
-            if isinstance(exc, OutOfMemory | UserError | KeyboardInterrupt):
-                raise
+            if isinstance(exc, OutOfMemory | UserError | KeyboardInterrupt) or memory.is_out_of_memory(exc):
+                raise  # rank 0's own failure, said as on one GPU
             raise RankFailed(
                 f"Rank 0 ({rank_device(self.device, 0)}) failed mid-job ({type(exc).__name__}: "
                 f"{clip(str(exc), 120)}); the other GPU processes were stopped."
@@ -260,8 +261,6 @@ class _Watcher:
 
 
 def _describe_failure(exc: BaseException) -> str:
-    from . import memory
-
     if isinstance(exc, UserError):
         return exc.message + (f" ({exc.hint})" if exc.hint else "")
     if isinstance(exc, OutOfMemory) or memory.is_out_of_memory(exc):

@@ -23,6 +23,7 @@ MODEL_ARG_DEFAULTS: dict[str, Any] = {
     "memory": "auto",
     "compile": False,
     "quantize": "none",
+    "gpus": 1,
 }
 
 
