@@ -140,18 +140,13 @@ class Ranks:
             for rank in range(1, self.world):
                 self._expect(rank, ("cancelled", "done"), ANSWER_TIMEOUT_S, "stop")
             raise
-        except BaseException as exc:
+        except BaseException:
             # The children are mid-job in an unknown state: stop them, and say why if one failed.
             why = self._failure()
             self.close()
             if why:
                 raise RankFailed(why) from None
-            if isinstance(exc, OutOfMemory | UserError | KeyboardInterrupt) or memory.is_out_of_memory(exc):
-                raise  # rank 0's own failure, said as on one GPU
-            raise RankFailed(
-                f"Rank 0 ({rank_device(self.device, 0)}) failed mid-job ({type(exc).__name__}: "
-                f"{clip(str(exc), 120)}); the other GPU processes were stopped."
-            ) from exc
+            raise  # rank 0's own failure (out of memory, a crash), reported as on one GPU
         for rank in range(1, self.world):
             self._expect(rank, ("done",), ANSWER_TIMEOUT_S, "finish")
         return result
