@@ -2,6 +2,7 @@
 
 UserError: the user can fix it (bad job, output folder, weights folder, a job the model cannot
 run): exit code 2. OutOfMemory: the GPU ran out; carries the next lower memory mode to try.
+RankFailed: one of the processes of a take spread over several GPUs (--gpus) stopped mid-job.
 Anything else escaping an engine is an internal failure: exit code 1, code "internal".
 """
 
@@ -57,3 +58,19 @@ class OutOfMemory(Exception):
         if self.suggest_memory:
             fields["suggest_memory"] = self.suggest_memory
         return fields
+
+
+class RankFailed(Exception):
+    """A rank of a multi-GPU take (--gpus) died or failed; the message names it and why."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def event_fields(self) -> dict:
+        return {
+            "code": "gpu_process_failed",
+            "message": self.message,
+            "hint": "Run the job again (the GPU processes start afresh), or use --gpus 1.",
+            "exit_code": EXIT_INTERNAL,
+        }

@@ -9,7 +9,7 @@ import time
 import traceback
 from typing import Any
 
-from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, OutOfMemory, UserError, clip
+from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, OutOfMemory, RankFailed, UserError, clip
 from .progress import Cancelled, Report
 
 
@@ -37,7 +37,7 @@ def report_outcome(report: Report, exc: BaseException | None, result: dict[str, 
         emit("error", **exc.event_fields())
         print(f"error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), file=sys.stderr)
         return EXIT_BAD_INPUT
-    if isinstance(exc, OutOfMemory):
+    if isinstance(exc, (OutOfMemory, RankFailed)):
         emit("error", **exc.event_fields())
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_INTERNAL

@@ -161,5 +161,15 @@ def test_download_offline_says_what_is_missing(tmp_path):
 
 def test_model_flags_are_in_the_help():
     run = backend("generate", "--help")
-    for flag in ("--weights", "--base", "--injector", "--lora", "--device", "--dtype", "--memory", "--compile"):
+    for flag in (
+        "--weights",
+        "--base",
+        "--injector",
+        "--lora",
+        "--device",
+        "--dtype",
+        "--memory",
+        "--compile",
+        "--gpus",
+    ):
         assert flag in run.stdout

@@ -160,6 +160,8 @@ def test_sdpa_is_todays_path_bit_for_bit(tiny, default):
         "quantize": "none",
         "compile": False,
         "dtype": "float32",
+        "gpus": 1,
+        "parallel": "none",
     }
     asked = engine.load(weights.resolve(weights=tiny["weights"]), torch.device("cpu"), torch.float32, attention="sdpa")
     try:

@@ -165,6 +165,10 @@ def bench(args: argparse.Namespace, report: Report) -> dict[str, Any]:
     if modes:
         report.stage("bench", f"Short jobs through the engine in memory modes {', '.join(modes)}")
         result["memory_modes"] = _engine_modes(sizes, modes, args.job_steps, device, dtype, report)
+    gpus = getattr(args, "gpus", 1)
+    if gpus > 1:
+        report.stage("bench", f"The short job on one GPU and spread over {gpus}")
+        result["gpus"] = _engine_gpus(size, gpus, args.job_steps, device, dtype, report, args.device == "cpu")
     return result
 
 
@@ -582,6 +586,67 @@ def _engine_modes(
     return out
 
 
+def _random_engine(device: torch.device, size: str, dtype: torch.dtype) -> Any:
+    """An engine on random weights that every rank builds alike (seeded), prompts pre-encoded
+    (random, seeded: T5 is timed on its own). Module-level: ranks.py's children call it."""
+    from .engine import CogVideoXEngine
+    from .pipeline import NEGATIVE_PROMPT
+    from .weights import WeightPaths
+
+    sizes = REAL if size == "real" else TINY
+    torch.manual_seed(0)
+    engine = CogVideoXEngine(_random_pipeline(sizes, device, dtype), WeightPaths(*(["random"] * 3)), device, dtype)
+    config = sizes["transformer"]
+    the_job = _job(config, 1)
+    generator = torch.Generator().manual_seed(0)
+    width, length = config["text_embed_dim"], config["max_text_seq_length"]
+    for text in [the_job["prompt"]["text"], NEGATIVE_PROMPT, *(e["prompt"] for e in the_job["entities"])]:
+        mask = torch.zeros(1, length, dtype=torch.long)
+        mask[:, :30] = 1
+        embeds = torch.randn(1, length, width, generator=generator).to(device, dtype)
+        engine.prompts._items[text] = (embeds, mask.to(device))
+    return engine
+
+
+def _engine_gpus(
+    size: str, gpus: int, steps: int, device: torch.device, dtype: torch.dtype, report: Report, explicit_cpu: bool
+) -> dict[str, Any]:
+    """The short job's sampling time on one rank and on `gpus` (the second of two runs each, so
+    neither pays for warm-up), and how far the two videos differ."""
+    import numpy as np
+
+    from . import parallel
+    from .ranks import Ranks
+
+    layout = parallel.plan(gpus, device, explicit_cpu)
+    config = (REAL if size == "real" else TINY)["transformer"]
+    the_job = _job(config, steps)
+    out: dict[str, Any] = {**layout.describe(), "job_steps": steps}
+    if layout.gpus == 1:
+        return out
+
+    def timed(engine: Any) -> tuple[float, Any]:
+        engine.render(the_job, report)
+        frames = engine.render(the_job, report)
+        return engine.last_job["seconds"]["sample_s"], frames
+
+    single = _random_engine(device, size, dtype)
+    out["one_sample_s"], first = timed(single)
+    single.close()
+    _free()
+    ranks = Ranks(layout.gpus, device, _random_engine, {"size": size, "dtype": dtype})
+    try:
+        spread = _random_engine(device, size, dtype)
+        spread.layout, spread.ranks = layout, ranks
+        ranks.wait_ready()
+        out["spread_sample_s"], frames = timed(spread)
+    finally:
+        ranks.close()
+    out["ratio"] = round(out["spread_sample_s"] / out["one_sample_s"], 3)
+    out["max_level_difference"] = int(np.abs(frames.astype(int) - first.astype(int)).max())
+    return out
+
+
 def _random_pipeline(sizes: dict[str, Any], device: torch.device, dtype: torch.dtype) -> Any:
     """CogVideoXPipeline on random weights of the given size, on the CPU (where loading leaves it)."""
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, CogVideoXPipeline
@@ -723,4 +788,13 @@ def format_bench(result: dict[str, Any]) -> str:
                 f"{m['sample_s']:.1f} s, decode {m['decode_s']:.1f} s; video differs by <= "
                 f"{m['max_level_difference_to_first_mode']} levels"
             )
+    g = result.get("gpus")
+    if g and "spread_sample_s" in g:
+        spread = f"{g['job_steps']}-step job sampling {g['spread_sample_s']:.2f} s"
+        lines.append(
+            f"gpus        {g['gpus']} ({g['parallel']}): {spread} against {g['one_sample_s']:.2f} s on one "
+            f"(x{g['ratio']}); video differs by <= {g['max_level_difference']} levels"
+        )
+    elif g:
+        lines.append(f"gpus        {g.get('gpus_fallback', 'one')}")
     return "\n".join(lines)

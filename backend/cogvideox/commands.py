@@ -80,6 +80,26 @@ def add_attention_argument(group: argparse._ActionsContainer) -> None:
         "auto (default) = sdpa until the others are measured. One that cannot run here falls back to sdpa "
         "with a warning",
     )
+    add_gpus_argument(group)
+
+
+def add_gpus_argument(group: Any) -> None:
+    group.add_argument(
+        "--gpus",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="spread each take over N GPUs of this machine (cuda:K.. from --device cuda:K): 2 runs the two "
+        "halves of classifier-free guidance in parallel; more is not supported yet and uses 2; fewer GPUs "
+        "than asked: one, with a warning (default 1)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def make_engine(args: argparse.Namespace, report: Report) -> Any:
@@ -91,7 +111,9 @@ def make_engine(args: argparse.Namespace, report: Report) -> Any:
     device = resolve_device(args.device)
     hw = hardware.of(device)
     dtype = precision.engine_dtype(args.dtype, hw)
-    report.stage("loading", f"Loading CogVideoX-5B + 3DTrajMaster on {device} ({str(dtype).removeprefix('torch.')})")
+    gpus = getattr(args, "gpus", 1)
+    where = f"{gpus} GPUs from {device}" if gpus > 1 else str(device)
+    report.stage("loading", f"Loading CogVideoX-5B + 3DTrajMaster on {where} ({str(dtype).removeprefix('torch.')})")
     with Heartbeat(report.stream, "loading"):
         loaded = engine.load(
             paths,
@@ -102,9 +124,13 @@ def make_engine(args: argparse.Namespace, report: Report) -> Any:
             quantize=args.quantize,
             attention=args.attention,
             hw=hw,
+            gpus=gpus,
+            explicit_cpu=str(args.device).startswith("cpu"),
         )
     for option, sentence in loaded.fallbacks.items():
         report.warning("speed_fallback", sentence, option=option)
+    if loaded.layout.note:
+        report.warning("gpus_fallback", loaded.layout.note)
     return loaded
 
 
@@ -239,6 +265,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--latent-frames", type=int, metavar="N", help="latent frames of the timed video (default 13 = 49 frames)"
     )
     add_device_arguments(parser)
+    add_gpus_argument(parser.add_argument_group("several GPUs"))
 
 
 def bench(args: argparse.Namespace, report: Report) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import torch
 from .. import timeplan
 from ..errors import OutOfMemory, UserError
 from ..progress import Report
-from . import attention, memory, pipeline
+from . import attention, memory, parallel, pipeline
 from .weights import WeightPaths
 
 MODEL = "CogVideoX-5B + 3DTrajMaster (injector + LoRA)"
@@ -39,6 +39,8 @@ class CogVideoXEngine:
         quantized: str = "none",
         attention_choice: attention.Choice | None = None,
         fallbacks: dict[str, str] | None = None,
+        layout: parallel.Layout | None = None,
+        ranks: Any = None,
     ):
         self.pipe = pipe
         self.paths = paths
@@ -53,6 +55,8 @@ class CogVideoXEngine:
         self.fallbacks = dict(fallbacks or {})
         if self.attention.fallback:
             self.fallbacks["attention"] = self.attention.fallback
+        self.layout = layout or parallel.Layout()
+        self.ranks = ranks  # ranks.Ranks: the other GPUs' processes (--gpus), or None
         self.prompts = pipeline.PromptCache()
         self.last_job: dict[str, Any] = {}
         memory.apply(pipe, self.memory_mode, device)
@@ -93,7 +97,8 @@ class CogVideoXEngine:
                 peak = memory.peak_bytes(self.device)
                 memory.release()
                 nxt = memory.lower(self.memory_mode)
-                if self.requested_memory == "auto" and attempt == 1 and nxt:
+                # Several ranks: the others were stopped mid-job (ranks.py); the next job reloads.
+                if self.requested_memory == "auto" and attempt == 1 and nxt and self.ranks is None:
                     report.warning(
                         "memory_fallback",
                         f"The GPU ran out of memory in memory mode '{self.memory_mode}'; retrying in '{nxt}'.",
@@ -113,9 +118,30 @@ class CogVideoXEngine:
 
     @torch.no_grad()
     def _render_once(self, job: dict[str, Any], report: Report) -> np.ndarray:
-        sampling = pipeline.Sampling.from_job(job)
         memory.reset_peak(self.device)
         stages: dict[str, float] = {}
+        latents = self.latents(job, report, stages)
+
+        t0 = time.monotonic()
+        report.stage("decoding", "Decoding the video")
+        frames = pipeline.decode(self.pipe, latents)
+        stages["decode_s"] = time.monotonic() - t0
+
+        self.last_job = {
+            "seconds": {k: round(v, 3) for k, v in stages.items()},
+            "peak_vram_bytes": memory.peak_bytes(self.device),
+            "memory_mode": self.memory_mode,
+            "steps": pipeline.Sampling.from_job(job).steps,
+            "prompt_cache": {"hits": self.prompts.hits, "misses": self.prompts.misses},
+        }
+        report.metrics.update(self.last_job)
+        return frames
+
+    @torch.no_grad()
+    def latents(self, job: dict[str, Any], report: Report, stages: dict[str, float] | None = None) -> torch.Tensor:
+        """The job's final latents (encoding and sampling, on every rank when there are several)."""
+        sampling = pipeline.Sampling.from_job(job)
+        stages = {} if stages is None else stages
 
         t0 = time.monotonic()
         report.stage("encoding", "Encoding the prompts")
@@ -127,26 +153,27 @@ class CogVideoXEngine:
             "sampling",
             f"Sampling {sampling.steps} steps ({min(sampling.annealed_steps + 1, sampling.steps)} with the injector)",
         )
+
+        def on_step(done: int, total: int) -> None:
+            report.progress(done, total, "sampling")
+
         with attention.applied(self.attention):
-            latents = pipeline.sample(
-                self.pipe, prompts, sampling, on_step=lambda done, total: report.progress(done, total, "sampling")
-            )
+            if self.ranks is None:
+                latents = pipeline.sample(self.pipe, prompts, sampling, on_step=on_step)
+            else:
+                latents = self.ranks.run(
+                    job,
+                    lambda: pipeline.sample(self.pipe, prompts, sampling, on_step=on_step, stop=report.cancel.is_set),
+                )
         stages["sample_s"] = time.monotonic() - t0
+        return latents
 
-        t0 = time.monotonic()
-        report.stage("decoding", "Decoding the video")
-        frames = pipeline.decode(self.pipe, latents)
-        stages["decode_s"] = time.monotonic() - t0
-
-        self.last_job = {
-            "seconds": {k: round(v, 3) for k, v in stages.items()},
-            "peak_vram_bytes": memory.peak_bytes(self.device),
-            "memory_mode": self.memory_mode,
-            "steps": sampling.steps,
-            "prompt_cache": {"hits": self.prompts.hits, "misses": self.prompts.misses},
-        }
-        report.metrics.update(self.last_job)
-        return frames
+    @torch.no_grad()
+    def follow(self, job: dict[str, Any]) -> None:
+        """A rank other than 0 (ranks.py): sample `job` alongside rank 0; rank 0 decodes."""
+        prompts = pipeline.encode(self.pipe, self.prompts, job, self.device)
+        with attention.applied(self.attention):
+            pipeline.sample(self.pipe, prompts, pipeline.Sampling.from_job(job), stop=lambda: False)
 
     # ------------------------------------------------------------ the engine
 
@@ -177,11 +204,14 @@ class CogVideoXEngine:
             "compile": self.compiled,
             "dtype": str(self.dtype).removeprefix("torch."),
         }
+        out.update(self.layout.describe())  # gpus, parallel, and gpus_fallback when fewer than asked
         for option, sentence in self.fallbacks.items():
             out[f"{option}_fallback"] = sentence
         return out
 
     def close(self) -> None:
+        if self.ranks is not None:
+            self.ranks.close()
         self.prompts.clear()
         self.pipe = None
         memory.release()
@@ -206,30 +236,51 @@ def load(
     quantize: str = "none",
     attention: str = "auto",
     hw: Any = None,
+    gpus: int = 1,
+    explicit_cpu: bool = False,
 ) -> CogVideoXEngine:
     """Load the weights (raises UserError for bad folders) and place them per memory mode.
 
     Speed options this machine cannot run fall back to the default; engine.fallbacks says why.
-    `hw` (hardware.Hardware) defaults to what `device` is.
+    `hw` (hardware.Hardware) defaults to what `device` is. With `gpus` > 1 the other ranks start
+    first and load theirs meanwhile (parallel.plan decides how many there are:
+    `engine.layout.note` says why when fewer than asked).
     """
     from . import attention as attention_options
     from . import hardware, speed, weights
 
     hw = hw or hardware.of(device)
     choice = attention_options.choose(attention, hw, dtype, device)
-    pipe = weights.load_pipeline(paths, dtype)
-    quantized, why = speed.quantize_transformer(pipe, quantize, hw)
-    engine = CogVideoXEngine(
-        pipe,
-        paths,
-        device,
-        dtype,
-        memory_mode,
-        compiled=compile_blocks,
-        quantized=quantized,
-        attention_choice=choice,
-        fallbacks={"quantize": why} if why else None,
-    )
-    if compile_blocks:
-        speed.compile_transformer(pipe)
+    layout = parallel.plan(gpus, device, explicit_cpu)
+    ranks = None
+    if layout.gpus > 1:
+        from .ranks import Ranks
+
+        settings = {"paths": paths, "dtype": dtype, "memory_mode": memory_mode, "attention": attention}
+        settings.update(compile_blocks=compile_blocks, quantize=quantize)
+        ranks = Ranks(layout.gpus, device, load, settings)
+    try:
+        pipe = weights.load_pipeline(paths, dtype)
+        quantized, why = speed.quantize_transformer(pipe, quantize, hw)
+        engine = CogVideoXEngine(
+            pipe,
+            paths,
+            device,
+            dtype,
+            memory_mode,
+            compiled=compile_blocks,
+            quantized=quantized,
+            attention_choice=choice,
+            fallbacks={"quantize": why} if why else None,
+            layout=layout,
+            ranks=ranks,
+        )
+        if compile_blocks:
+            speed.compile_transformer(pipe)
+        if ranks is not None:
+            ranks.wait_ready()
+    except BaseException:
+        if ranks is not None:
+            ranks.close()
+        raise
     return engine

@@ -7,18 +7,24 @@ callback reports progress (and so is the cancellation point) and, after step
 `annealed_steps` (0-based, inclusive, as the release counts), switches the injector off and
 disables the LoRA adapter. One transformer therefore gives what the release gets from two (a
 copy made before the LoRA, and the LoRA fused at the job's scale).
+
+With several ranks (parallel.py) every rank runs this same function; `stop` is then the rank's
+stop flag for the per-step exchange, which is where the ranks stop together.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..progress import Cancelled
+from . import parallel
 from .transformer import TRAJECTORY_KEY, TrajectoryCondition
 from .weights import ADAPTER
 
@@ -131,8 +137,13 @@ def sample(
     prompts: Prompts,
     sampling: Sampling,
     on_step: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
-    """The job's final latents (1, F, C, h, w). `on_step(done, total)` runs after every step."""
+    """The job's final latents (1, F, C, h, w). `on_step(done, total)` runs after every step.
+
+    `stop` (several ranks only) turns on the guidance split; a cancel that on_step raises before
+    the last step then waits for the next step's exchange, which stops every rank at once.
+    """
     transformer = pipe.transformer
     condition = prompts.condition
     condition.active = True
@@ -144,26 +155,32 @@ def sample(
             condition.active = False
             transformer.disable_lora()
         if on_step is not None:
-            on_step(index + 1, sampling.steps)
+            try:
+                on_step(index + 1, sampling.steps)
+            except Cancelled:
+                if stop is None or index + 1 == sampling.steps:
+                    raise
         return {}
 
+    split = parallel.split_guidance(transformer, stop) if stop is not None else nullcontext()
     try:
-        return pipe(
-            prompt_embeds=prompts.prompt,
-            negative_prompt_embeds=prompts.negative,
-            height=sampling.height,
-            width=sampling.width,
-            num_frames=sampling.frames,
-            num_inference_steps=sampling.steps,
-            guidance_scale=sampling.guidance_scale,
-            use_dynamic_cfg=True,
-            generator=torch.Generator().manual_seed(sampling.seed),
-            output_type="latent",
-            return_dict=False,
-            attention_kwargs={TRAJECTORY_KEY: condition},
-            callback_on_step_end=step_end,
-            max_sequence_length=transformer.config.max_text_seq_length,
-        )[0]
+        with split:
+            return pipe(
+                prompt_embeds=prompts.prompt,
+                negative_prompt_embeds=prompts.negative,
+                height=sampling.height,
+                width=sampling.width,
+                num_frames=sampling.frames,
+                num_inference_steps=sampling.steps,
+                guidance_scale=sampling.guidance_scale,
+                use_dynamic_cfg=True,
+                generator=torch.Generator().manual_seed(sampling.seed),
+                output_type="latent",
+                return_dict=False,
+                attention_kwargs={TRAJECTORY_KEY: condition},
+                callback_on_step_end=step_end,
+                max_sequence_length=transformer.config.max_text_seq_length,
+            )[0]
     finally:
         condition.active = True
         transformer.enable_lora()

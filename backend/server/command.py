@@ -199,7 +199,7 @@ def _config(args: argparse.Namespace) -> settings.ServerConfig:
         replicas=args.replicas,
         min_replicas=args.min_replicas,
         max_replicas=args.max_replicas,
-        replica_gpus=1.0 if on_gpu else 0.0,
+        replica_gpus=float(getattr(args, "gpus", 1)) if on_gpu else 0.0,  # --gpus: each replica's take spans N
         replica_cpus=1.0,
         max_request_bytes=args.max_request_bytes,
         max_jobs=args.max_jobs,
@@ -285,11 +285,11 @@ def deploy(
             "--device cpu (very slow) or --engine preview.",
         )
     if not config.autoscaling and config.replicas is None:
-        config.replicas = max(gpus, 1) if config.replica_gpus else 1
-    if config.replica_gpus and not config.autoscaling and config.replicas > gpus:
+        config.replicas = max(int(gpus // config.replica_gpus), 1) if config.replica_gpus else 1
+    if config.replica_gpus and not config.autoscaling and config.replicas * config.replica_gpus > gpus:
         print(
-            f"warning: {config.replicas} replicas asked for, {gpus} GPU(s) in the cluster: the others start when "
-            "GPUs join.",
+            f"warning: {config.replicas} replicas of {config.replica_gpus:g} GPU(s) asked for, {gpus} GPU(s) in the "
+            "cluster: the others start when GPUs join.",
             file=sys.stderr,
         )
     config.gateway_resource = config.gateway_resource or f"node:{ray.util.get_node_ip_address()}"

@@ -24,6 +24,7 @@ MODEL_ARG_DEFAULTS: dict[str, Any] = {
     "compile": False,
     "quantize": "none",
     "attention": "auto",
+    "gpus": 1,
 }
 
 
