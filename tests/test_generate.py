@@ -112,3 +112,17 @@ def test_the_preview_engine_runs_without_torch(tmp_path):
     run = backend("generate", job, "--out", tmp_path / "o", env=env)
     assert run.code == 0, run.stderr
     assert time.monotonic() - t0 < 120
+
+
+def test_the_sidecar_records_the_quality_the_preview_was_asked_for(tmp_path):
+    """The preview draws every quality alike, but its take says which one the job named."""
+    job = make_job()
+    job["sampling"].update(quality="draft")
+    for field in ("steps", "annealed_steps"):
+        del job["sampling"][field]
+    path = write_job(job, tmp_path / "job.json")
+    run = backend("generate", path, "--out", tmp_path / "takes")
+    assert run.code == 0, run.stderr
+    side = json.loads(open(run.last("result")["sidecar"]).read())
+    assert side["speed"] == {"quality": "draft"}
+    assert side["job"] == json.loads(path.read_text())  # the job as given, not rewritten

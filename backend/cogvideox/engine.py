@@ -118,10 +118,19 @@ class CogVideoXEngine:
         t0 = time.monotonic()
         report.stage(
             "sampling",
-            f"Sampling {sampling.steps} steps ({min(sampling.annealed_steps + 1, sampling.steps)} with the injector)",
+            f"Sampling {sampling.steps} steps ({sampling.injector_steps} with the injector)",
         )
+        cache = None
+        if sampling.step_cache is not None:
+            from .step_cache import StepCache
+
+            cache = StepCache(self.pipe.transformer, sampling.step_cache)
         latents = pipeline.sample(
-            self.pipe, prompts, sampling, on_step=lambda done, total: report.progress(done, total, "sampling")
+            self.pipe,
+            prompts,
+            sampling,
+            on_step=lambda done, total: report.progress(done, total, "sampling"),
+            cache=cache,
         )
         stages["sample_s"] = time.monotonic() - t0
 
@@ -136,6 +145,7 @@ class CogVideoXEngine:
             "memory_mode": self.memory_mode,
             "steps": sampling.steps,
             "prompt_cache": {"hits": self.prompts.hits, "misses": self.prompts.misses},
+            "speed": job_speed(sampling, cache),
         }
         report.metrics.update(self.last_job)
         return frames
@@ -157,6 +167,13 @@ class CogVideoXEngine:
             "weights": self.paths.as_dict(),
             "compile": self.compiled,
             "quantize": self.quantized,
+            # Every engine-wide speed option in effect, one key each (the take's strip lists them).
+            "speed": {
+                "dtype": str(self.dtype).removeprefix("torch."),
+                "memory": self.memory_mode,
+                "compile": self.compiled,
+                "quantize": self.quantized,
+            },
             "last_job": self.last_job,
         }
 
@@ -164,6 +181,16 @@ class CogVideoXEngine:
         self.prompts.clear()
         self.pipe = None
         memory.release()
+
+
+def job_speed(sampling: pipeline.Sampling, cache: Any = None) -> dict[str, Any]:
+    """The per-job part of the speed record: the quality, its steps and the step cache's work."""
+    return {
+        "quality": sampling.quality,
+        "steps": sampling.steps,
+        "injector_steps": sampling.injector_steps,
+        "step_cache": cache.record() if cache is not None else "off",
+    }
 
 
 def _versions() -> dict[str, str]:

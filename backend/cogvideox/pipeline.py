@@ -6,7 +6,8 @@ the job's seed. The trajectory reaches the transformer through attention_kwargs;
 callback reports progress (and so is the cancellation point) and, after step
 `annealed_steps` (0-based, inclusive, as the release counts), switches the injector off and
 disables the LoRA adapter. One transformer therefore gives what the release gets from two (a
-copy made before the LoRA, and the LoRA fused at the job's scale).
+copy made before the LoRA, and the LoRA fused at the job's scale). A job with a step cache
+(sampling.step_cache, step_cache.py) has it started at that same moment and stopped at the end.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..job import resolve_sampling
+from .step_cache import StepCache
 from .transformer import TRAJECTORY_KEY, TrajectoryCondition
 from .weights import ADAPTER
 
@@ -35,10 +38,13 @@ class Sampling:
     height: int
     width: int
     frames: int
+    quality: str = "custom"
+    step_cache: float | None = None  # First Block Cache threshold after the injector; None: off
 
     @classmethod
     def from_job(cls, job: dict[str, Any]) -> Sampling:
-        s = job["sampling"]
+        s = resolve_sampling(job["sampling"])
+        cache = s.get("step_cache")
         return cls(
             int(s["seed"]),
             int(s["steps"]),
@@ -48,7 +54,13 @@ class Sampling:
             int(s["height"]),
             int(s["width"]),
             int(s["frames"]),
+            str(s["quality"]),
+            None if cache is None else float(cache),
         )
+
+    @property
+    def injector_steps(self) -> int:
+        return min(self.annealed_steps + 1, self.steps)
 
 
 class PromptCache:
@@ -131,8 +143,12 @@ def sample(
     prompts: Prompts,
     sampling: Sampling,
     on_step: Callable[[int, int], None] | None = None,
+    cache: StepCache | None = None,
 ) -> torch.Tensor:
-    """The job's final latents (1, F, C, h, w). `on_step(done, total)` runs after every step."""
+    """The job's final latents (1, F, C, h, w). `on_step(done, total)` runs after every step.
+
+    `cache` (made for the job's sampling.step_cache) runs on the steps after the injector only.
+    """
     transformer = pipe.transformer
     condition = prompts.condition
     condition.active = True
@@ -140,9 +156,13 @@ def sample(
     transformer.set_adapters([ADAPTER], weights=[sampling.lora_scale])
 
     def step_end(pipeline: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        if cache is not None:
+            cache.step_done()
         if index == sampling.annealed_steps:
             condition.active = False
             transformer.disable_lora()
+            if cache is not None:
+                cache.start()
         if on_step is not None:
             on_step(index + 1, sampling.steps)
         return {}
@@ -165,6 +185,8 @@ def sample(
             max_sequence_length=transformer.config.max_text_seq_length,
         )[0]
     finally:
+        if cache is not None:
+            cache.stop()
         condition.active = True
         transformer.enable_lora()
 
