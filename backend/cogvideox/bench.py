@@ -52,6 +52,29 @@ TINY = {
     "t5": dict(vocab_size=256, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4),
     "vae": dict(block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1, norm_num_groups=4),
 }
+# Between the two, for timing whole jobs on a CPU in minutes: 8 blocks of 256, 192 x 128 video.
+MID = {
+    "transformer": dict(
+        TINY["transformer"],
+        num_layers=8,
+        num_attention_heads=4,
+        attention_head_dim=64,
+        time_embed_dim=128,
+        sample_height=16,
+        sample_width=24,
+    ),
+    "t5": TINY["t5"],
+    "vae": TINY["vae"],
+}
+# --qualities: whole jobs of each quality (and the step cache on and off), same seed, on random
+# weights: seconds, the cache's computed and skipped steps, and the video's drift from final.
+QUALITY_RUNS: dict[str, dict[str, Any]] = {
+    "final": {"quality": "final"},
+    "draft": {"quality": "draft"},
+    "draft-nocache": {"quality": "custom", "steps": 20, "annealed_steps": 8},
+    "final-cache": {"quality": "custom", "steps": 50, "annealed_steps": 20, "step_cache": 0.05},
+    "final-cache0": {"quality": "custom", "steps": 50, "annealed_steps": 20, "step_cache": 0.0},
+}
 REAL = {
     "transformer": release_config(),
     "t5": dict(
@@ -90,7 +113,7 @@ def bench(args: argparse.Namespace, report: Report) -> dict[str, Any]:
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     size = args.size if args.size != "auto" else ("real" if device.type == "cuda" else "tiny")
-    sizes = REAL if size == "real" else TINY
+    sizes = {"real": REAL, "mid": MID}.get(size, TINY)
     steps = max(1, args.steps)
     config = sizes["transformer"]
     frames = 13
@@ -144,6 +167,10 @@ def bench(args: argparse.Namespace, report: Report) -> dict[str, Any]:
     if modes:
         report.stage("bench", f"Short jobs through the engine in memory modes {', '.join(modes)}")
         result["memory_modes"] = _engine_modes(sizes, modes, args.job_steps, device, dtype, report)
+    qualities = [q.strip() for q in args.qualities.split(",") if q.strip()] if args.qualities else []
+    if qualities:
+        report.stage("bench", f"Whole jobs at {', '.join(qualities)}")
+        result["qualities"] = _engine_qualities(sizes, qualities, device, dtype, report)
     return result
 
 
@@ -381,21 +408,10 @@ def _engine_modes(
     import numpy as np
 
     from . import memory
-    from .engine import CogVideoXEngine
-    from .pipeline import NEGATIVE_PROMPT
-    from .weights import WeightPaths
 
-    pipe = _random_pipeline(sizes, device, dtype)
     config = sizes["transformer"]
     the_job = _job(config, steps)
-    engine = CogVideoXEngine(pipe, WeightPaths(*(["random"] * 3)), device, dtype, memory_mode=modes[0])
-    # T5 is timed on its own above; here its encodings are random, put where the cache keeps them.
-    texts = [the_job["prompt"]["text"], NEGATIVE_PROMPT, *(e["prompt"] for e in the_job["entities"])]
-    width, length = config["text_embed_dim"], config["max_text_seq_length"]
-    for text in texts:
-        mask = torch.zeros(1, length, dtype=torch.long, device=device)
-        mask[:, :30] = 1
-        engine.prompts._items[text] = (torch.randn(1, length, width, device=device, dtype=dtype), mask)
+    engine = _random_engine(sizes, the_job, device, dtype, modes[0])
     out: dict[str, Any] = {"job_steps": steps, "annealed_steps": the_job["sampling"]["annealed_steps"]}
     first = None
     for mode in modes:
@@ -412,9 +428,66 @@ def _engine_modes(
             "max_level_difference_to_first_mode": int(np.abs(frames.astype(int) - first.astype(int)).max()),
         }
     engine.close()
-    del pipe
     _free()
     return out
+
+
+def _random_engine(sizes: dict[str, Any], the_job: dict[str, Any], device: torch.device, dtype, mode: str) -> Any:
+    """A CogVideoXEngine on random weights whose prompt cache already holds the job's texts."""
+    from .engine import CogVideoXEngine
+    from .pipeline import NEGATIVE_PROMPT
+    from .weights import WeightPaths
+
+    pipe = _random_pipeline(sizes, device, dtype)
+    config = sizes["transformer"]
+    engine = CogVideoXEngine(pipe, WeightPaths(*(["random"] * 3)), device, dtype, memory_mode=mode)
+    # T5 is timed on its own above; here its encodings are random, put where the cache keeps them.
+    texts = [the_job["prompt"]["text"], NEGATIVE_PROMPT, *(e["prompt"] for e in the_job["entities"])]
+    width, length = config["text_embed_dim"], config["max_text_seq_length"]
+    for text in texts:
+        mask = torch.zeros(1, length, dtype=torch.long, device=device)
+        mask[:, :30] = 1
+        engine.prompts._items[text] = (torch.randn(1, length, width, device=device, dtype=dtype), mask)
+    return engine
+
+
+def _engine_qualities(
+    sizes: dict[str, Any], names: list[str], device: torch.device, dtype: torch.dtype, report: Report
+) -> dict[str, Any]:
+    """Each quality run of QUALITY_RUNS in `names` as a whole job (same seed): seconds per stage,
+    the step cache's computed/skipped steps, and how far its video is from final's (uint8 levels:
+    the mean over all pixels and the worst frame's mean; random weights make this drift a number,
+    not a judgement of looks)."""
+    import numpy as np
+
+    unknown = [n for n in names if n not in QUALITY_RUNS]
+    if unknown:
+        from ..errors import UserError
+
+        raise UserError("unsupported", f"Unknown quality run {unknown[0]!r}; use {', '.join(QUALITY_RUNS)}.")
+    config = sizes["transformer"]
+    base = _job(config, DEFAULT_STEPS)
+    engine = _random_engine(sizes, base, device, dtype, "full")
+    out: dict[str, Any] = {}
+    reference = None
+    for name in ["final", *(n for n in names if n != "final")]:
+        sampling = {k: v for k, v in base["sampling"].items() if k not in ("steps", "annealed_steps")}
+        the_job = {**base, "sampling": {**sampling, **QUALITY_RUNS[name]}}
+        frames = engine.render(the_job, report).astype(np.int16)
+        reference = frames if reference is None else reference
+        difference = np.abs(frames - reference).reshape(len(frames), -1).mean(axis=1)
+        speed = engine.last_job["speed"]
+        out[name] = {
+            **engine.last_job["seconds"],
+            "steps": speed["steps"],
+            "injector_steps": speed["injector_steps"],
+            "step_cache": speed["step_cache"],
+            "mean_level_difference_to_final": round(float(difference.mean()), 3),
+            "worst_frame_level_difference_to_final": round(float(difference.max()), 3),
+        }
+    engine.close()
+    _free()
+    return {k: v for k, v in out.items() if k in names}
 
 
 def _random_pipeline(sizes: dict[str, Any], device: torch.device, dtype: torch.dtype) -> Any:
@@ -526,6 +599,18 @@ def format_bench(result: dict[str, Any]) -> str:
         lines.append(
             f"compiled    plain {c['plain_s']:.3f} s, injector {c['injector_s']:.3f} s; warm job "
             f"{p.get('warm_job_compiled_s')} s (first calls {c['first_calls_s']} s)"
+        )
+    for name, q in result.get("qualities", {}).items():
+        cache = q["step_cache"]
+        cached = (
+            f", cache {cache['skipped_steps']} of {cache['computed_steps'] + cache['skipped_steps']} skipped"
+            if isinstance(cache, dict)
+            else ""
+        )
+        lines.append(
+            f"{name:<14}{q['steps']} steps ({q['injector_steps']} injector{cached}): sampling {q['sample_s']:.1f} s; "
+            f"video differs from final by {q['mean_level_difference_to_final']} levels on average "
+            f"(worst frame {q['worst_frame_level_difference_to_final']})"
         )
     modes = result.get("memory_modes", {})
     for mode in ("full", "balanced", "low"):
