@@ -80,11 +80,23 @@ def shot_problems(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer | None
     problem = _prompt_problem("location prompt", settings.location_prompt)
     if problem:
         problems.append(problem)
-    if settings.annealed_steps > settings.steps:
+    if settings.quality == "CUSTOM" and settings.annealed_steps > settings.steps:
         problems.append(
             f"Annealed steps ({settings.annealed_steps}) cannot exceed the steps ({settings.steps}); lower them."
         )
     return problems
+
+
+def quality_sampling(settings: Any) -> dict[str, Any]:
+    """The job's quality and the steps it runs: a preset's own values, or the shot's Custom fields."""
+    quality = settings.quality.lower()
+    preset = jobfile.QUALITY_PRESETS.get(quality)
+    if preset is not None:
+        return {"quality": quality, **preset}
+    out = {"quality": quality, "steps": settings.steps, "annealed_steps": settings.annealed_steps}
+    if settings.step_cache > 0:
+        out["step_cache"] = round(settings.step_cache, 4)
+    return out
 
 
 def _structure_problems(scene: bpy.types.Scene, view_layer: bpy.types.ViewLayer | None = None) -> list[str]:
@@ -283,10 +295,9 @@ def build(context: bpy.types.Context, scene: bpy.types.Scene) -> Export:
         engine=settings.engine.lower(),
         sampling={
             "seed": settings.seed,
-            "steps": settings.steps,
             "guidance_scale": round(settings.guidance_scale, 4),
             "lora_scale": round(settings.lora_scale, 4),
-            "annealed_steps": settings.annealed_steps,
+            **quality_sampling(settings),
         },
         camera={
             "name": camera.name[:MAX_NAME_CHARS],

@@ -255,6 +255,11 @@ class TRAJMASTER_OT_regenerate(bpy.types.Operator):
     bl_label = "Regenerate"
 
     new_seed: BoolProperty(name="New Seed", default=True, description="Use a new random seed")
+    final: BoolProperty(
+        name="Final Quality",
+        default=False,
+        description="Make the new take at Final quality (the release's steps, no step cache)",
+    )
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         if runner.busy():
@@ -267,6 +272,9 @@ class TRAJMASTER_OT_regenerate(bpy.types.Operator):
             return {"CANCELLED"}
         if self.new_seed:
             job["sampling"]["seed"] = random.SystemRandom().randint(0, properties.MAX_SEED)
+        if self.final:
+            job["sampling"] = {k: v for k, v in job["sampling"].items() if k not in jobfile.PRESET_FIELDS}
+            job["sampling"].update(quality="final", **jobfile.QUALITY_PRESETS["final"])
         (job.get("source") or {}).pop("variation", None)  # a take of its own, not a member of the set
         scene = bpy.data.scenes.get(info.get("scene", "")) or context.scene
         shot = sequencer.Shot(info["shot"], int(info["frame_start"]), int(info["frame_end"]), scene.name)

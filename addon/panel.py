@@ -152,12 +152,18 @@ class TRAJMASTER_PT_sampling(_View3DPanel, bpy.types.Panel):
         row.enabled = real
         row.prop(settings, "seed")
         row.operator("trajmaster.randomize_seed", text="", icon="FILE_REFRESH")
+        col.prop(settings, "quality")
         sub = col.column(align=True)
         sub.enabled = real
-        sub.prop(settings, "steps")
         sub.prop(settings, "guidance_scale")
         sub.prop(settings, "lora_scale")
-        sub.prop(settings, "annealed_steps")
+        if settings.quality == "CUSTOM":
+            sub.prop(settings, "steps")
+            sub.prop(settings, "annealed_steps")
+            sub.prop(settings, "step_cache")
+        else:
+            # A preset's steps are not the shot's to change: said, not offered as fields.
+            sub.label(text=jobfile.preset_summary(settings.quality.lower()).capitalize(), icon="SORTTIME")
         if not real:
             col.label(text="The preview engine ignores the seed and these settings", icon="INFO")
 
@@ -173,7 +179,11 @@ class TRAJMASTER_PT_generate(_View3DPanel, bpy.types.Panel):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         status = runner.status
-        layout.row().prop(context.scene.trajmaster, "engine", expand=True)
+        settings = context.scene.trajmaster
+        layout.row().prop(settings, "engine", expand=True)
+        if settings.engine == "COGVIDEOX":
+            # Draft for a first look, Final for the take that stays: switched where Generate is.
+            layout.row().prop(settings, "quality", expand=True)
         row = layout.row(align=True)
         row.scale_y = 1.4
         if runner.busy():
@@ -219,6 +229,7 @@ class TRAJMASTER_PT_take(bpy.types.Panel):
         col = layout.column(align=True)
         col.label(text=f"Shot {info['shot']}, take {info['take']}")
         col.label(text=f"Frames {info['frame_start']}-{info['frame_end']}, {info['engine']}, seed {info['seed']}")
+        _wrapped(col, context, sequencer.speed_text(info), icon="SORTTIME")
         for ent in operators.entities_text(info):
             _wrapped(col, context, f"{ent.get('name')}: {ent.get('prompt')}", icon="EMPTY_AXIS")
         _wrapped(col, context, f"Location: {info['location']}", icon="WORLD")
@@ -229,6 +240,10 @@ class TRAJMASTER_PT_take(bpy.types.Panel):
             _wrapped(layout, context, "The preview ignores the seed: a regenerated preview is the same video.", "INFO")
         else:
             row.operator("trajmaster.regenerate", text="Same Seed").new_seed = False
+            if info.get("quality", "final") != "final":
+                # The look the artist chose, at the release's quality: same seed, same poses.
+                button = layout.operator("trajmaster.regenerate", text="Make Final Take", icon="RENDER_ANIMATION")
+                button.new_seed, button.final = False, True
         row = layout.row(align=True)
         row.operator("trajmaster.open_job", icon="TEXT")
         row.operator("trajmaster.show_take_in_folder", icon="FILE_FOLDER")

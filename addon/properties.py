@@ -204,6 +204,16 @@ class TRAJMASTER_PG_settings(bpy.types.PropertyGroup):
         ),
         default="PREVIEW",
     )
+    quality: EnumProperty(
+        name="Quality",
+        items=(
+            ("FINAL", "Final", "The release's settings: " + jobfile.preset_summary("final")),
+            ("DRAFT", "Draft", "A faster first look: " + jobfile.preset_summary("draft")),
+            ("CUSTOM", "Custom", "Choose the steps, the injector steps and the step cache yourself"),
+        ),
+        default="FINAL",
+        description="How much time the model spends on a take (the preview engine draws every quality alike)",
+    )
     seed: IntProperty(
         name="Seed", default=jobfile.SAMPLING_DEFAULTS["seed"], min=0, max=MAX_SEED, description="Random seed"
     )
@@ -234,6 +244,17 @@ class TRAJMASTER_PG_settings(bpy.types.PropertyGroup):
         min=0,
         max=200,
         description="Steps that use the LoRA and the trajectory injector (the release uses 20)",
+    )
+    step_cache: FloatProperty(
+        name="Step Cache",
+        default=0.0,
+        min=0.0,
+        max=1.0,
+        precision=3,
+        step=1,
+        description="First Block Cache on the steps after the injector: a step whose first block changed less "
+        "than this (relative) reuses the previous step's other blocks. Faster, slightly different; 0: off "
+        "(Draft uses 0.05)",
     )
     # Search fields of the Presets panel: typing searches the presets' names, kinds and text;
     # picking one fills the prompt (and the entity's height) and empties the field again.

@@ -18,6 +18,7 @@ from typing import Any
 
 import bpy
 
+from ..backend import job as jobfile
 from ..backend import poses, takes, timeplan
 from . import compat
 from .directing import variations
@@ -148,8 +149,13 @@ def add_take(
     video = str(result["video"])
     name = str(result.get("name") or Path(video).stem)
     # A strip has no label of its own: a set's takes say what differs in their names, after the
-    # take's name (which stays its start, as in the take folder).
-    strip_name = f"{name}{LABEL_SEPARATOR}{variation['label']}" if variation and variation.get("label") else name
+    # take's name (which stays its start, as in the take folder), and a take below Final quality
+    # says so last ("Scene_take_004 · Draft").
+    labels = [variation["label"]] if variation and variation.get("label") else []
+    quality = jobfile.quality_of(job["sampling"])
+    if quality != "final":
+        labels.append(quality.capitalize())
+    strip_name = LABEL_SEPARATOR.join([name, *labels])
     filepath = video
     if bpy.data.filepath:
         try:
@@ -236,7 +242,7 @@ def model_frame(scene: bpy.types.Scene) -> bool:
 
 def take_properties(shot: Shot, result: dict[str, Any], job: dict[str, Any], job_path: str) -> dict[str, Any]:
     """The job's parameters on the strip: enough to regenerate, reopen the job, or read at a glance."""
-    sampling = job["sampling"]
+    sampling = jobfile.resolve_sampling(job["sampling"])
     name = str(result.get("name") or Path(str(result["video"])).stem)
     return {
         "shot": shot.name,
@@ -255,6 +261,10 @@ def take_properties(shot: Shot, result: dict[str, Any], job: dict[str, Any], job
         "guidance_scale": float(sampling["guidance_scale"]),
         "lora_scale": float(sampling["lora_scale"]),
         "annealed_steps": int(sampling["annealed_steps"]),
+        "quality": str(sampling["quality"]),
+        # Every speed setting the take was made with, as its sidecar records them (JSON text:
+        # the keys are the engines' and may grow).
+        "speed": json.dumps(take_speed(result, sampling)),
         "location": job["prompt"]["location"],
         "prompt": job["prompt"]["text"],
         # IDProperties hold no lists of strings: the entities travel as JSON text.
@@ -263,6 +273,54 @@ def take_properties(shot: Shot, result: dict[str, Any], job: dict[str, Any], job
         ),
         **variation_properties(job),
     }
+
+
+def take_speed(result: dict[str, Any], sampling: dict[str, Any]) -> dict[str, Any]:
+    """The sidecar's `speed` record of a take; the job's quality alone when there is none to read."""
+    try:
+        with open(str(result.get("sidecar") or ""), encoding="utf-8") as f:
+            speed = json.load(f).get("speed")
+    except (OSError, ValueError, AttributeError):
+        speed = None
+    return speed if isinstance(speed, dict) else {"quality": str(sampling["quality"])}
+
+
+def speed_text(info: dict[str, Any]) -> str:
+    """A take's speed settings in one line, e.g. "Draft: 20 steps, 9 with the injector, step cache
+    0.05 (4 of 11 steps reused); dtype bfloat16, compile off". Every key an engine records is
+    shown, known or not, so a new speed option needs no change here."""
+    try:
+        speed = json.loads(str(info.get("speed") or "{}"))
+    except ValueError:
+        speed = {}
+    if not isinstance(speed, dict):
+        speed = {}
+    speed = dict(speed)
+    quality = str(speed.pop("quality", info.get("quality", "final"))).capitalize()
+    job_part = []
+    steps, injector = speed.pop("steps", None), speed.pop("injector_steps", None)
+    if steps is not None:
+        job_part.append(f"{steps} steps" + (f", {injector} with the injector" if injector is not None else ""))
+    cache = speed.pop("step_cache", None)
+    if isinstance(cache, dict):
+        threshold = cache.get("threshold")
+        computed, skipped = cache.get("computed_steps", 0), cache.get("skipped_steps", 0)
+        job_part.append(f"step cache {threshold:g} ({skipped} of {computed + skipped} steps reused)")
+    elif cache is not None:
+        job_part.append(f"step cache {_speed_value(cache)}")
+    engine_part = [f"{key.replace('_', ' ')} {_speed_value(value)}" for key, value in speed.items()]
+    text = quality + (": " + ", ".join(job_part) if job_part else "")
+    return text + ("; " + ", ".join(engine_part) if engine_part else "")
+
+
+def _speed_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(", ", ": "))
+    return str(value)
 
 
 def variation_properties(job: dict[str, Any]) -> dict[str, Any]:

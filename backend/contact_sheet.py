@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EXIT_OK, UserError
-from .job import link_new
+from .job import link_new, resolve_sampling
 from .outcome import report_outcome
 from .progress import Report
 
@@ -130,6 +130,8 @@ def labels_for(takes: list[Take]) -> list[str]:
     when nothing recorded there differs (or for a take whose value is missing)."""
     sampling = [t.sidecar.get("job", {}).get("sampling", {}) if isinstance(t.sidecar.get("job"), dict) else {}
                 for t in takes]  # fmt: skip
+    # A job that names a quality preset may leave the preset's steps out.
+    sampling = [resolve_sampling(s) if isinstance(s, dict) else {} for s in sampling]
     engines = [t.sidecar.get("job", {}).get("engine") if isinstance(t.sidecar.get("job"), dict) else None
                for t in takes]  # fmt: skip
     differing = [(key, text) for key, text in DIFFERENCES if len({json.dumps(s.get(key)) for s in sampling}) > 1]

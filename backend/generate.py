@@ -129,6 +129,7 @@ def run_job(
                 }
 
                 def sidecar(paths: TakePaths) -> str:
+                    described = engine.describe()
                     doc = {
                         "format": "trajmaster-take",
                         "version": 1,
@@ -142,7 +143,8 @@ def run_job(
                         "created": datetime.now(UTC).isoformat(timespec="seconds"),
                         "job_file": str(Path(job_path).absolute()) if job_path is not None else None,
                         "job": job,
-                        "engine": engine.describe(),
+                        "engine": described,
+                        "speed": take_speed(described, report.metrics),
                         "versions": _versions(),
                         "timings": {**timings, "total_s": round(time.monotonic() - t0, 3)},
                         "metrics": report.metrics,
@@ -167,6 +169,12 @@ def run_job(
         "height": int(frames.shape[1]),
         "seconds": round(time.monotonic() - t0, 3),
     }
+
+
+def take_speed(described: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """Every speed setting a take was made with, one key each: the job's (its quality, steps and
+    step cache, from the engine's metrics) then the engine's options (describe()["speed"])."""
+    return {**(metrics.get("speed") or {}), **(described.get("speed") or {})}
 
 
 @contextmanager

@@ -58,6 +58,49 @@ SAMPLING_DEFAULTS: dict[str, Any] = {
 }
 
 
+# Quality presets (docs/job-file.md, "Quality"). A preset owns the fields it lists: a job that
+# names one may leave them out (the preset fills them) and must not contradict them. "final" is
+# the release's schedule. "draft" keeps the release's proportion of injector steps on a shorter
+# schedule that puts the injector's last step on the same timestep as final's: the DPM solver's
+# trailing timesteps are 999, 979, ... for 50 steps and 999, 949, ... for 20, so step 20 of 50
+# and step 8 of 20 are both timestep 599 (the trajectory shapes the same noise levels).
+QUALITIES = ("final", "draft", "custom")
+DRAFT_STEP_CACHE = 0.05  # diffusers' First Block Cache default threshold (docs/performance.md)
+QUALITY_PRESETS: dict[str, dict[str, Any]] = {
+    "final": {"steps": 50, "annealed_steps": 20},
+    "draft": {"steps": 20, "annealed_steps": 8, "step_cache": DRAFT_STEP_CACHE},
+}
+PRESET_FIELDS = ("steps", "annealed_steps", "step_cache")
+
+
+def quality_of(sampling: dict[str, Any]) -> str:
+    """The quality a job's sampling settings run at: the one it names, else what its fields amount
+    to (a job without `quality`, every job from before it, runs its fields as written)."""
+    named = sampling.get("quality")
+    if named:
+        return str(named)
+    for name, preset in QUALITY_PRESETS.items():
+        if all(sampling.get(f) == preset.get(f) for f in PRESET_FIELDS):
+            return name
+    return "custom"
+
+
+def resolve_sampling(sampling: dict[str, Any]) -> dict[str, Any]:
+    """The sampling settings a (valid) job runs with: its preset's fields filled in, its quality named."""
+    out = {**sampling, **QUALITY_PRESETS.get(str(sampling.get("quality")), {})}
+    out["quality"] = quality_of(sampling)
+    return out
+
+
+def preset_summary(quality: str) -> str:
+    """ "20 steps, 9 with the injector, step cache 0.05" for a preset."""
+    preset = QUALITY_PRESETS[quality]
+    steps, annealed = preset["steps"], preset["annealed_steps"]
+    text = f"{steps} steps, {min(annealed + 1, steps)} with the injector"
+    cache = preset.get("step_cache")
+    return text + (f", step cache {cache:g}" if cache is not None else ", no step cache")
+
+
 class JobError(ValueError):
     """A job that cannot be run. `problems` lists every issue as "field.path: what is wrong"."""
 
@@ -387,11 +430,36 @@ def _meaning_problems(job: dict[str, Any]) -> list[str]:
     for key in ("context", "video_context"):
         if key in camera:
             problems.extend(_up_problems(f"camera.{key}", camera[key]))
-    sampling = job["sampling"]
+    problems.extend(_quality_problems(job["sampling"]))
+    sampling = resolve_sampling(job["sampling"])
     if sampling["annealed_steps"] > sampling["steps"]:
         problems.append(
             f"sampling.annealed_steps: {sampling['annealed_steps']} is more than sampling.steps ({sampling['steps']})"
         )
+    return problems
+
+
+def _quality_problems(sampling: dict[str, Any]) -> list[str]:
+    """A preset's fields given with other values: one sentence each, naming both ways out."""
+    quality = sampling.get("quality")
+    preset = QUALITY_PRESETS.get(str(quality))
+    if preset is None:
+        return []
+    problems = []
+    for field in PRESET_FIELDS:
+        if field not in sampling or sampling[field] == preset.get(field):
+            continue
+        if field not in preset:
+            problems.append(
+                f'sampling.{field}: the "{quality}" quality uses no {field.replace("_", " ")}; remove the field, '
+                'or set sampling.quality to "custom" to choose it yourself'
+            )
+        else:
+            problems.append(
+                f'sampling.{field}: {echo(sampling[field])} contradicts sampling.quality "{quality}" '
+                f'({preset_summary(quality)}); remove the field, or set sampling.quality to "custom" to choose '
+                "it yourself"
+            )
     return problems
 
 

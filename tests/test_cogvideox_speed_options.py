@@ -160,6 +160,7 @@ def test_sdpa_is_todays_path_bit_for_bit(tiny, default):
         "quantize": "none",
         "compile": False,
         "dtype": "float32",
+        "memory": default.memory_mode,
         "gpus": 1,
         "parallel": "none",
     }

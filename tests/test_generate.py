@@ -151,3 +151,17 @@ def test_run_job_takes_an_already_validated_job_as_it_is_and_makes_the_same_take
     sidecar = json.loads(open(given["sidecar"]).read())
     assert sidecar["job"] == job and sidecar["job_file"] is None and sidecar["name"] == "take"
     assert sorted(os.listdir(tmp_path / "given")) == ["take.json", "take.mp4"]
+
+
+def test_the_sidecar_records_the_quality_the_preview_was_asked_for(tmp_path):
+    """The preview draws every quality alike, but its take says which one the job named."""
+    job = make_job()
+    job["sampling"].update(quality="draft")
+    for field in ("steps", "annealed_steps"):
+        del job["sampling"][field]
+    path = write_job(job, tmp_path / "job.json")
+    run = backend("generate", path, "--out", tmp_path / "takes")
+    assert run.code == 0, run.stderr
+    side = json.loads(open(run.last("result")["sidecar"]).read())
+    assert side["speed"] == {"quality": "draft"}
+    assert side["job"] == json.loads(path.read_text())  # the job as given, not rewritten

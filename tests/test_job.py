@@ -277,3 +277,68 @@ def test_a_job_built_in_code_with_an_infinity_is_refused():
     job = make_job()
     job["shot"]["scene_fps"] = float("inf")
     assert problems(job) == ["shot.scene_fps: inf is not a number; use a finite value"]
+
+
+def _sampled(**fields):
+    job = make_job()
+    job["sampling"].update(fields)
+    for field in [k for k, v in fields.items() if v is None]:
+        del job["sampling"][field]
+    return job
+
+
+def test_a_quality_preset_fills_the_steps_it_owns():
+    draft = _sampled(quality="draft", steps=None, annealed_steps=None)
+    jobfile.validate(draft)
+    resolved = jobfile.resolve_sampling(draft["sampling"])
+    assert (resolved["steps"], resolved["annealed_steps"]) == (20, 8)
+    assert resolved["step_cache"] == jobfile.DRAFT_STEP_CACHE
+    final = _sampled(quality="final", steps=None, annealed_steps=None)
+    jobfile.validate(final)
+    resolved = jobfile.resolve_sampling(final["sampling"])
+    assert (resolved["steps"], resolved["annealed_steps"], resolved.get("step_cache")) == (50, 20, None)
+    # Given with the preset's own values is fine too (what the add-on writes).
+    jobfile.validate(_sampled(quality="draft", steps=20, annealed_steps=8, step_cache=jobfile.DRAFT_STEP_CACHE))
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (
+            {"quality": "draft", "steps": 50, "annealed_steps": None},
+            'sampling.steps: 50 contradicts sampling.quality "draft" (20 steps, 9 with the injector, step cache '
+            '0.05); remove the field, or set sampling.quality to "custom" to choose it yourself',
+        ),
+        (
+            {"quality": "final", "annealed_steps": 8},
+            'sampling.annealed_steps: 8 contradicts sampling.quality "final" (50 steps, 21 with the injector, no '
+            'step cache); remove the field, or set sampling.quality to "custom" to choose it yourself',
+        ),
+        (
+            {"quality": "final", "step_cache": 0.1},
+            'sampling.step_cache: the "final" quality uses no step cache; remove the field, or set '
+            'sampling.quality to "custom" to choose it yourself',
+        ),
+        ({"quality": "fast"}, 'sampling.quality: must be one of "final", "draft", "custom", got "fast"'),
+        ({"quality": "custom", "steps": None}, "sampling.steps: missing (required)"),
+        ({"step_cache": 1.5}, "sampling.step_cache: 1.5 is out of range; must be at most 1"),
+    ],
+)
+def test_a_preset_contradicted_or_a_bad_quality_is_one_clear_sentence(fields, expected):
+    with pytest.raises(jobfile.JobError) as caught:
+        jobfile.validate(_sampled(**fields))
+    assert caught.value.problems == [expected]
+
+
+def test_jobs_without_a_quality_mean_what_they_meant():
+    """Every job from before presets runs its fields as written; its quality is what they amount to."""
+    old = make_job()
+    assert "quality" not in old["sampling"]
+    jobfile.validate(old)
+    assert jobfile.quality_of(old["sampling"]) == "final"
+    resolved = jobfile.resolve_sampling(old["sampling"])
+    assert {k: v for k, v in resolved.items() if k != "quality"} == old["sampling"]
+    assert jobfile.quality_of(_sampled(steps=30)["sampling"]) == "custom"
+    custom = _sampled(quality="custom", steps=12, annealed_steps=3, step_cache=0.1)
+    jobfile.validate(custom)
+    assert jobfile.resolve_sampling(custom["sampling"])["steps"] == 12

@@ -88,6 +88,24 @@ def test_each_variation_is_a_valid_job_that_differs_in_one_setting(tmp_path, var
     assert var.of_job(job) is None
 
 
+@pytest.mark.parametrize("varies", var.VARIES)
+def test_variations_of_a_draft_stay_draft_unless_they_vary_its_steps(tmp_path, varies):
+    """A draft's injector steps, varied, are no longer draft (a draft job refuses other values):
+    those takes run every other draft setting, marked custom; seed and LoRA sweeps stay draft."""
+    job = jobfile.read(preview_job(tmp_path))
+    job["sampling"] = {k: v for k, v in job["sampling"].items() if k not in jobfile.PRESET_FIELDS}
+    job["sampling"]["quality"] = "draft"
+    jobfile.validate(job)
+    for v in var.plan(job, 3, varies, set_id="set1", rng=random.Random(7)):
+        jobfile.validate(v.job)
+        resolved = jobfile.resolve_sampling(v.job["sampling"])
+        assert resolved[varies] == v.value and resolved["steps"] == 20
+        assert resolved["step_cache"] == jobfile.DRAFT_STEP_CACHE
+        assert resolved["quality"] == ("custom" if varies == var.ANNEALED_STEPS else "draft")
+        if varies == var.ANNEALED_STEPS:
+            assert v.value in range(20)  # swept around draft's 8 within its 20 steps
+
+
 def test_labels_say_what_differs():
     assert var.label(var.SEED, 123) == "seed 123"
     assert var.label(var.LORA_SCALE, 0.3) == "LoRA 0.30"

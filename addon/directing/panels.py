@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import bpy
 
-from .. import compat, panel, runner, sequencer
+from .. import compat, job_export, panel, runner, sequencer
 from . import batches, compare, contact_sheet, variations
 
 STATE_ICONS = {
@@ -93,14 +93,14 @@ def _values_text(shot: bpy.types.PropertyGroup, settings: bpy.types.PropertyGrou
     varies, count = settings.variation_varies, settings.variation_count
     if varies == variations.SEED:
         return f"{count} takes, each with a new random seed"
-    sampling = {"lora_scale": shot.lora_scale, "steps": shot.steps, "annealed_steps": shot.annealed_steps}
+    sampling = {"lora_scale": shot.lora_scale, **job_export.quality_sampling(shot)}
     try:
         values = variations.sweep_values(varies, sampling, count)
     except variations.VariationError as exc:
         return str(exc)
     if varies == variations.LORA_SCALE:
         return "LoRA scale " + ", ".join(f"{v:.2f}" for v in values) + " (seed kept)"
-    return "Annealed steps " + ", ".join(str(v) for v in values) + f" of {shot.steps} (seed kept)"
+    return "Annealed steps " + ", ".join(str(v) for v in values) + f" of {sampling['steps']} (seed kept)"
 
 
 class TRAJMASTER_PT_all_shots(_View3DSubPanel, bpy.types.Panel):

@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ...backend import job as jobfile
+
 SEED, LORA_SCALE, ANNEALED_STEPS = "seed", "lora_scale", "annealed_steps"
 VARIES = (SEED, LORA_SCALE, ANNEALED_STEPS)
 MIN_COUNT, MAX_COUNT, DEFAULT_COUNT = 2, 8, 4
@@ -122,11 +124,15 @@ def plan(
     rng: random.Random | None = None,
 ) -> list[Variation]:
     """`count` jobs that differ from `job` in `varies` only, each marked as a member of the set."""
-    values = sweep_values(varies, job["sampling"], count, rng)
+    values = sweep_values(varies, jobfile.resolve_sampling(job["sampling"]), count, rng)
     out = []
     for index, value in enumerate(values):
         variant = copy.deepcopy(job)
         variant["sampling"][varies] = value
+        if varies in jobfile.PRESET_FIELDS and variant["sampling"].get("quality") in jobfile.QUALITY_PRESETS:
+            # A preset's own steps, varied, are no longer that preset (its jobs refuse other values):
+            # the takes keep every other setting of it and say Custom.
+            variant["sampling"] = {**jobfile.resolve_sampling(variant["sampling"]), varies: value, "quality": "custom"}
         text = label(varies, value)
         source = dict(variant.get("source") or {})
         source["variation"] = {

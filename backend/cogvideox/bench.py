@@ -57,6 +57,29 @@ TINY = {
     "t5": dict(vocab_size=256, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4),
     "vae": dict(block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1, norm_num_groups=4),
 }
+# Between the two, for timing whole jobs on a CPU in minutes: 8 blocks of 256, 192 x 128 video.
+MID = {
+    "transformer": dict(
+        TINY["transformer"],
+        num_layers=8,
+        num_attention_heads=4,
+        attention_head_dim=64,
+        time_embed_dim=128,
+        sample_height=16,
+        sample_width=24,
+    ),
+    "t5": TINY["t5"],
+    "vae": TINY["vae"],
+}
+# --qualities: whole jobs of each quality (and the step cache on and off), same seed, on random
+# weights: seconds, the cache's computed and skipped steps, and the video's drift from final.
+QUALITY_RUNS: dict[str, dict[str, Any]] = {
+    "final": {"quality": "final"},
+    "draft": {"quality": "draft"},
+    "draft-nocache": {"quality": "custom", "steps": 20, "annealed_steps": 8},
+    "final-cache": {"quality": "custom", "steps": 50, "annealed_steps": 20, "step_cache": 0.05},
+    "final-cache0": {"quality": "custom", "steps": 50, "annealed_steps": 20, "step_cache": 0.0},
+}
 REAL = {
     "transformer": release_config(),
     "t5": dict(
@@ -95,7 +118,7 @@ def bench(args: argparse.Namespace, report: Report) -> dict[str, Any]:
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     size = args.size if args.size != "auto" else ("real" if device.type == "cuda" else "tiny")
-    sizes = copy.deepcopy(REAL if size == "real" else TINY)
+    sizes = copy.deepcopy({"real": REAL, "mid": MID}.get(size, TINY))
     if args.layers:
         sizes["transformer"]["num_layers"] = args.layers
     steps = max(1, args.steps)
@@ -169,6 +192,10 @@ def bench(args: argparse.Namespace, report: Report) -> dict[str, Any]:
     if gpus > 1:
         report.stage("bench", f"The short job on one GPU and spread over {gpus}")
         result["gpus"] = _engine_gpus(size, gpus, args.job_steps, device, dtype, report, args.device == "cpu")
+    qualities = [q.strip() for q in args.qualities.split(",") if q.strip()] if args.qualities else []
+    if qualities:
+        report.stage("bench", f"Whole jobs at {', '.join(qualities)}")
+        result["qualities"] = _engine_qualities(sizes, qualities, device, dtype, report)
     return result
 
 
@@ -550,21 +577,10 @@ def _engine_modes(
     import numpy as np
 
     from . import memory
-    from .engine import CogVideoXEngine
-    from .pipeline import NEGATIVE_PROMPT
-    from .weights import WeightPaths
 
-    pipe = _random_pipeline(sizes, device, dtype)
     config = sizes["transformer"]
     the_job = _job(config, steps)
-    engine = CogVideoXEngine(pipe, WeightPaths(*(["random"] * 3)), device, dtype, memory_mode=modes[0])
-    # T5 is timed on its own above; here its encodings are random, put where the cache keeps them.
-    texts = [the_job["prompt"]["text"], NEGATIVE_PROMPT, *(e["prompt"] for e in the_job["entities"])]
-    width, length = config["text_embed_dim"], config["max_text_seq_length"]
-    for text in texts:
-        mask = torch.zeros(1, length, dtype=torch.long, device=device)
-        mask[:, :30] = 1
-        engine.prompts._items[text] = (torch.randn(1, length, width, device=device, dtype=dtype), mask)
+    engine = _random_job_engine(sizes, the_job, device, dtype, modes[0])
     out: dict[str, Any] = {"job_steps": steps, "annealed_steps": the_job["sampling"]["annealed_steps"]}
     first = None
     for mode in modes:
@@ -581,7 +597,6 @@ def _engine_modes(
             "max_level_difference_to_first_mode": int(np.abs(frames.astype(int) - first.astype(int)).max()),
         }
     engine.close()
-    del pipe
     _free()
     return out
 
@@ -589,15 +604,22 @@ def _engine_modes(
 def _random_engine(device: torch.device, size: str, dtype: torch.dtype) -> Any:
     """An engine on random weights that every rank builds alike (seeded), prompts pre-encoded
     (random, seeded: T5 is timed on its own). Module-level: ranks.py's children call it."""
+    sizes = {"real": REAL, "mid": MID}.get(size, TINY)
+    torch.manual_seed(0)
+    return _random_job_engine(sizes, _job(sizes["transformer"], 1), device, dtype, "auto")
+
+
+def _random_job_engine(sizes: dict[str, Any], the_job: dict[str, Any], device: torch.device, dtype, mode: str) -> Any:
+    """A CogVideoXEngine on random weights whose prompt cache already holds the job's texts
+    (random encodings from a seeded generator: T5 is timed on its own)."""
     from .engine import CogVideoXEngine
     from .pipeline import NEGATIVE_PROMPT
     from .weights import WeightPaths
 
-    sizes = REAL if size == "real" else TINY
-    torch.manual_seed(0)
-    engine = CogVideoXEngine(_random_pipeline(sizes, device, dtype), WeightPaths(*(["random"] * 3)), device, dtype)
+    engine = CogVideoXEngine(
+        _random_pipeline(sizes, device, dtype), WeightPaths(*(["random"] * 3)), device, dtype, memory_mode=mode
+    )
     config = sizes["transformer"]
-    the_job = _job(config, 1)
     generator = torch.Generator().manual_seed(0)
     width, length = config["text_embed_dim"], config["max_text_seq_length"]
     for text in [the_job["prompt"]["text"], NEGATIVE_PROMPT, *(e["prompt"] for e in the_job["entities"])]:
@@ -606,6 +628,9 @@ def _random_engine(device: torch.device, size: str, dtype: torch.dtype) -> Any:
         embeds = torch.randn(1, length, width, generator=generator).to(device, dtype)
         engine.prompts._items[text] = (embeds, mask.to(device))
     return engine
+    from .engine import CogVideoXEngine
+    from .pipeline import NEGATIVE_PROMPT
+    from .weights import WeightPaths
 
 
 def _engine_gpus(
@@ -645,6 +670,45 @@ def _engine_gpus(
     out["ratio"] = round(out["spread_sample_s"] / out["one_sample_s"], 3)
     out["max_level_difference"] = int(np.abs(frames.astype(int) - first.astype(int)).max())
     return out
+
+
+def _engine_qualities(
+    sizes: dict[str, Any], names: list[str], device: torch.device, dtype: torch.dtype, report: Report
+) -> dict[str, Any]:
+    """Each quality run of QUALITY_RUNS in `names` as a whole job (same seed): seconds per stage,
+    the step cache's computed/skipped steps, and how far its video is from final's (uint8 levels:
+    the mean over all pixels and the worst frame's mean; random weights make this drift a number,
+    not a judgement of looks)."""
+    import numpy as np
+
+    unknown = [n for n in names if n not in QUALITY_RUNS]
+    if unknown:
+        from ..errors import UserError
+
+        raise UserError("unsupported", f"Unknown quality run {unknown[0]!r}; use {', '.join(QUALITY_RUNS)}.")
+    config = sizes["transformer"]
+    base = _job(config, DEFAULT_STEPS)
+    engine = _random_job_engine(sizes, base, device, dtype, "full")
+    out: dict[str, Any] = {}
+    reference = None
+    for name in ["final", *(n for n in names if n != "final")]:
+        sampling = {k: v for k, v in base["sampling"].items() if k not in ("steps", "annealed_steps")}
+        the_job = {**base, "sampling": {**sampling, **QUALITY_RUNS[name]}}
+        frames = engine.render(the_job, report).astype(np.int16)
+        reference = frames if reference is None else reference
+        difference = np.abs(frames - reference).reshape(len(frames), -1).mean(axis=1)
+        speed = engine.last_job["speed"]
+        out[name] = {
+            **engine.last_job["seconds"],
+            "steps": speed["steps"],
+            "injector_steps": speed["injector_steps"],
+            "step_cache": speed["step_cache"],
+            "mean_level_difference_to_final": round(float(difference.mean()), 3),
+            "worst_frame_level_difference_to_final": round(float(difference.max()), 3),
+        }
+    engine.close()
+    _free()
+    return {k: v for k, v in out.items() if k in names}
 
 
 def _random_pipeline(sizes: dict[str, Any], device: torch.device, dtype: torch.dtype) -> Any:
@@ -779,6 +843,18 @@ def format_bench(result: dict[str, Any]) -> str:
             lines.append(
                 f"            {name}: {state}; max relative difference to float32 {r['max_relative_difference']:.1e}"
             )
+    for name, q in result.get("qualities", {}).items():
+        cache = q["step_cache"]
+        cached = (
+            f", cache {cache['skipped_steps']} of {cache['computed_steps'] + cache['skipped_steps']} skipped"
+            if isinstance(cache, dict)
+            else ""
+        )
+        lines.append(
+            f"{name:<14}{q['steps']} steps ({q['injector_steps']} injector{cached}): sampling {q['sample_s']:.1f} s; "
+            f"video differs from final by {q['mean_level_difference_to_final']} levels on average "
+            f"(worst frame {q['worst_frame_level_difference_to_final']})"
+        )
     modes = result.get("memory_modes", {})
     for mode in ("full", "balanced", "low"):
         if mode in modes:

@@ -222,10 +222,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     parser.add_argument(
         "--size",
-        choices=("auto", "real", "tiny"),
+        choices=("auto", "real", "mid", "tiny"),
         default="auto",
         help="real: CogVideoX-5B's architecture (42 blocks, 480x720x49); tiny: a few-layer model for a CPU; "
-        "auto (default): real on a GPU, tiny otherwise",
+        "mid: 8 blocks at 128x192 (whole jobs on a CPU in minutes); auto (default): real on a GPU, tiny otherwise",
     )
     parser.add_argument(
         "--steps", type=int, default=3, metavar="N", help="timed denoising steps of each kind (default 3)"
@@ -238,6 +238,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "peak VRAM and speed",
     )
     parser.add_argument("--job-steps", type=int, default=4, metavar="N", help="steps of that short job (default 4)")
+    parser.add_argument(
+        "--qualities",
+        default="",
+        metavar="LIST",
+        help="also run whole jobs (same seed) at these qualities: final, draft, draft-nocache, final-cache, "
+        "final-cache0; each with its seconds, the step cache's skipped steps and its video's drift from final",
+    )
     parser.add_argument("--no-decode", action="store_true", help="skip the VAE decode timing")
     parser.add_argument("--compile", action="store_true", help="also time the steps with torch.compile'd blocks")
     options = parser.add_argument_group("speed and precision options (each timed against the default)")

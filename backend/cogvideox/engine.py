@@ -59,6 +59,7 @@ class CogVideoXEngine:
         self.ranks = ranks  # ranks.Ranks: the other GPUs' processes (--gpus), or None
         self.prompts = pipeline.PromptCache()
         self.last_job: dict[str, Any] = {}
+        self.job_speed: dict[str, Any] = {}  # the last job's quality, steps and step cache (job_speed)
         memory.apply(pipe, self.memory_mode, device)
 
     # ------------------------------------------------------------ the job
@@ -133,6 +134,7 @@ class CogVideoXEngine:
             "memory_mode": self.memory_mode,
             "steps": pipeline.Sampling.from_job(job).steps,
             "prompt_cache": {"hits": self.prompts.hits, "misses": self.prompts.misses},
+            "speed": self.job_speed,
         }
         report.metrics.update(self.last_job)
         return frames
@@ -151,20 +153,22 @@ class CogVideoXEngine:
         t0 = time.monotonic()
         report.stage(
             "sampling",
-            f"Sampling {sampling.steps} steps ({min(sampling.annealed_steps + 1, sampling.steps)} with the injector)",
+            f"Sampling {sampling.steps} steps ({sampling.injector_steps} with the injector)",
         )
 
         def on_step(done: int, total: int) -> None:
             report.progress(done, total, "sampling")
 
+        cache = self._step_cache(sampling)
         with attention.applied(self.attention):
             if self.ranks is None:
-                latents = pipeline.sample(self.pipe, prompts, sampling, on_step=on_step)
+                latents = pipeline.sample(self.pipe, prompts, sampling, on_step=on_step, cache=cache)
             else:
                 latents = self.ranks.run(
                     job,
                     lambda: pipeline.sample(self.pipe, prompts, sampling, on_step=on_step, stop=report.cancel.is_set),
                 )
+        self.job_speed = job_speed(sampling, cache, several_gpus=self.ranks is not None)
         stages["sample_s"] = time.monotonic() - t0
         return latents
 
@@ -174,6 +178,15 @@ class CogVideoXEngine:
         prompts = pipeline.encode(self.pipe, self.prompts, job, self.device)
         with attention.applied(self.attention):
             pipeline.sample(self.pipe, prompts, pipeline.Sampling.from_job(job), stop=lambda: False)
+
+    def _step_cache(self, sampling: pipeline.Sampling) -> Any:
+        """The job's step cache, or None. Not with several ranks: each would decide on its own
+        half of the guidance batch, skip other steps, and the ranks' halves would drift apart."""
+        if sampling.step_cache is None or self.ranks is not None:
+            return None
+        from .step_cache import StepCache
+
+        return StepCache(self.pipe.transformer, sampling.step_cache)
 
     # ------------------------------------------------------------ the engine
 
@@ -203,6 +216,7 @@ class CogVideoXEngine:
             "quantize": self.quantized,
             "compile": self.compiled,
             "dtype": str(self.dtype).removeprefix("torch."),
+            "memory": self.memory_mode,
         }
         out.update(self.layout.describe())  # gpus, parallel, and gpus_fallback when fewer than asked
         for option, sentence in self.fallbacks.items():
@@ -215,6 +229,17 @@ class CogVideoXEngine:
         self.prompts.clear()
         self.pipe = None
         memory.release()
+
+
+def job_speed(sampling: pipeline.Sampling, cache: Any = None, *, several_gpus: bool = False) -> dict[str, Any]:
+    """The per-job part of the speed record: the quality, its steps and the step cache's work."""
+    off = "off (not used when a take is spread over several GPUs)" if sampling.step_cache and several_gpus else "off"
+    return {
+        "quality": sampling.quality,
+        "steps": sampling.steps,
+        "injector_steps": sampling.injector_steps,
+        "step_cache": cache.record() if cache is not None else off,
+    }
 
 
 def _versions() -> dict[str, str]:

@@ -6,7 +6,8 @@ the job's seed. The trajectory reaches the transformer through attention_kwargs;
 callback reports progress (and so is the cancellation point) and, after step
 `annealed_steps` (0-based, inclusive, as the release counts), switches the injector off and
 disables the LoRA adapter. One transformer therefore gives what the release gets from two (a
-copy made before the LoRA, and the LoRA fused at the job's scale).
+copy made before the LoRA, and the LoRA fused at the job's scale). A job with a step cache
+(sampling.step_cache, step_cache.py) has it started at that same moment and stopped at the end.
 
 With several ranks (parallel.py) every rank runs this same function; `stop` is then the rank's
 stop flag for the per-step exchange, which is where the ranks stop together.
@@ -23,8 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..job import resolve_sampling
 from ..progress import Cancelled
 from . import parallel
+from .step_cache import StepCache
 from .transformer import TRAJECTORY_KEY, TrajectoryCondition
 from .weights import ADAPTER
 
@@ -41,10 +44,13 @@ class Sampling:
     height: int
     width: int
     frames: int
+    quality: str = "custom"
+    step_cache: float | None = None  # First Block Cache threshold after the injector; None: off
 
     @classmethod
     def from_job(cls, job: dict[str, Any]) -> Sampling:
-        s = job["sampling"]
+        s = resolve_sampling(job["sampling"])
+        cache = s.get("step_cache")
         return cls(
             int(s["seed"]),
             int(s["steps"]),
@@ -54,7 +60,13 @@ class Sampling:
             int(s["height"]),
             int(s["width"]),
             int(s["frames"]),
+            str(s["quality"]),
+            None if cache is None else float(cache),
         )
+
+    @property
+    def injector_steps(self) -> int:
+        return min(self.annealed_steps + 1, self.steps)
 
 
 class PromptCache:
@@ -138,11 +150,13 @@ def sample(
     sampling: Sampling,
     on_step: Callable[[int, int], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    cache: StepCache | None = None,
 ) -> torch.Tensor:
     """The job's final latents (1, F, C, h, w). `on_step(done, total)` runs after every step.
 
     `stop` (several ranks only) turns on the guidance split; a cancel that on_step raises before
     the last step then waits for the next step's exchange, which stops every rank at once.
+    `cache` (made for the job's sampling.step_cache) runs on the steps after the injector only.
     """
     transformer = pipe.transformer
     condition = prompts.condition
@@ -151,9 +165,13 @@ def sample(
     transformer.set_adapters([ADAPTER], weights=[sampling.lora_scale])
 
     def step_end(pipeline: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        if cache is not None:
+            cache.step_done()
         if index == sampling.annealed_steps:
             condition.active = False
             transformer.disable_lora()
+            if cache is not None:
+                cache.start()
         if on_step is not None:
             try:
                 on_step(index + 1, sampling.steps)
@@ -182,6 +200,8 @@ def sample(
                 max_sequence_length=transformer.config.max_text_seq_length,
             )[0]
     finally:
+        if cache is not None:
+            cache.stop()
         condition.active = True
         transformer.enable_lora()
 

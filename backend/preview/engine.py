@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .. import poses, timeplan
+from ..job import quality_of
 from ..progress import Report
 from . import draw, labels, motion, scene_geometry
 from .backdrop import backdrop
@@ -49,6 +50,9 @@ class PreviewEngine:
             report.log(
                 f"The preview shows the model camera's {WIDTH} x {HEIGHT} framing; the size asked for is ignored."
             )
+        # Every quality draws the same schematic in about a second (there is nothing to make
+        # cheaper); the take still says which one the job asked for.
+        report.metrics["speed"] = {"quality": quality_of(sampling)}
         shot = motion.shot_motion(job)
         count = timeplan.VIDEO_FRAMES
         frames = np.empty((count, HEIGHT, WIDTH, 3), dtype=np.uint8)
@@ -120,6 +124,7 @@ class PreviewEngine:
             "frames": timeplan.VIDEO_FRAMES,
             "fps": timeplan.VIDEO_FPS,
             "supersample": draw.SUPERSAMPLE,
+            "speed": {},  # no engine-wide speed options
         }
 
     def close(self) -> None:

@@ -104,7 +104,7 @@ def test_seed_variations_each_get_their_own_seed(blend, runner):
 
 def test_a_sweep_that_cannot_be_made_is_refused_before_anything_is_written(blend, runner):
     settings = one_entity_shot()
-    settings.steps, settings.annealed_steps = 4, 2
+    settings.quality, settings.steps, settings.annealed_steps = "CUSTOM", 4, 2
     variations_settings(8, "annealed_steps")
     with pytest.raises(RuntimeError, match="Only 4 different annealed-step values fit with 4 steps"):
         bpy.ops.trajmaster.generate_variations()
@@ -386,7 +386,8 @@ def test_generate_all_shots_checks_every_scene_first_and_names_each_problem(blen
     settings.camera, no_camera.camera = None, None
     settings.location_prompt = ""
     steps = new_scene("Roof")
-    one_entity_shot(steps, name="Bird").annealed_steps = 60
+    bird = one_entity_shot(steps, name="Bird")
+    bird.quality, bird.annealed_steps = "CUSTOM", 60  # the shot's own steps: checked
     new_scene("Notes")  # no shot: not a shot of the batch
     with pytest.raises(RuntimeError) as raised:
         bpy.ops.trajmaster.generate_all_shots()
