@@ -13,7 +13,6 @@ import pytest
 import tiny_models
 import torch
 from cli import write_job
-from shots import make_job
 from test_cogvideox_cli import Worker
 
 from backend.cogvideox import engine, parallel, weights
@@ -45,9 +44,7 @@ def two(tiny):
 
 
 def job(**sampling):
-    settings = {"height": tiny_models.HEIGHT, "width": tiny_models.WIDTH, "steps": STEPS, "annealed_steps": ANNEALED}
-    settings.update(sampling)
-    return make_job([((-2.0, 0.0), (2.0, 1.0)), ((1.0, 2.0), (-1.0, -1.0))], engine="cogvideox", sampling=settings)
+    return tiny_models.two_entity_job(**{"steps": STEPS, "annealed_steps": ANNEALED, **sampling})
 
 
 class StepReport(Report):

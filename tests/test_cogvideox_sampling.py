@@ -12,7 +12,6 @@ import tiny_models
 import torch
 from diffusers import CogVideoXDPMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
 from diffusers.utils.torch_utils import randn_tensor
-from shots import make_job
 
 from backend.cogvideox import commands, engine, hardware, pipeline, speed, weights
 from backend.cogvideox.transformer import TrajectoryCondition, TrajMasterTransformer3DModel
@@ -36,9 +35,7 @@ def eng(tiny):
 
 
 def job(**sampling):
-    settings = {"height": tiny_models.HEIGHT, "width": tiny_models.WIDTH, "steps": STEPS, "annealed_steps": ANNEALED}
-    settings.update(sampling)
-    return make_job([((-2.0, 0.0), (2.0, 1.0)), ((1.0, 2.0), (-1.0, -1.0))], engine="cogvideox", sampling=settings)
+    return tiny_models.two_entity_job(**{"steps": STEPS, "annealed_steps": ANNEALED, **sampling})
 
 
 def quiet() -> Report:

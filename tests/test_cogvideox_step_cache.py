@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tiny_models
 import torch
-from shots import make_job
 
 from backend import job as jobfile
 from backend.cogvideox import engine, pipeline, weights
@@ -32,11 +31,7 @@ def eng(tiny):
 
 
 def job(**sampling):
-    settings = {"height": tiny_models.HEIGHT, "width": tiny_models.WIDTH, "steps": STEPS, "annealed_steps": ANNEALED}
-    settings.update(sampling)
-    for field in [k for k, v in settings.items() if v is None]:
-        del settings[field]
-    return make_job([((-2.0, 0.0), (2.0, 1.0)), ((1.0, 2.0), (-1.0, -1.0))], engine="cogvideox", sampling=settings)
+    return tiny_models.two_entity_job(**{"steps": STEPS, "annealed_steps": ANNEALED, **sampling})
 
 
 def quiet() -> Report:

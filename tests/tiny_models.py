@@ -164,3 +164,13 @@ def build(
     lora_path.parent.mkdir(parents=True)
     save_file(lora, str(lora_path))
     return {"weights": root, "base": base, "injector": injector_dir, "lora": lora_path}
+
+
+def two_entity_job(steps: int, annealed_steps: int, **sampling) -> dict:
+    """A cogvideox job at the tiny model's size: two entities crossing, `steps` of which
+    0..`annealed_steps` with the injector (None drops a field, e.g. for a quality preset)."""
+    from shots import make_job
+
+    settings = {"height": HEIGHT, "width": WIDTH, "steps": steps, "annealed_steps": annealed_steps, **sampling}
+    settings = {k: v for k, v in settings.items() if v is not None}
+    return make_job([((-2.0, 0.0), (2.0, 1.0)), ((1.0, 2.0), (-1.0, -1.0))], engine="cogvideox", sampling=settings)
