@@ -172,6 +172,12 @@ def test_a_job_sent_again_with_its_idempotency_key_is_queued_once(preview, pace)
     assert (status, refused["code"]) == (400, "bad_request") and "Idempotency-Key" in refused["message"]
     assert len(client.jobs()) == jobs_before + 1
     client.cancel(first[1]["id"])
+    # Ended, and its replica idle again, before the next test counts the replicas' jobs.
+    assert client.wait(first[1]["id"])["event"] in ("cancelled", "result")
+    deadline = time.monotonic() + 30
+    while any(r["state"] == "busy" for r in client.status()["replicas"]):
+        assert time.monotonic() < deadline, client.status()["replicas"]
+        time.sleep(0.1)
 
 
 def test_oversized_and_malformed_requests_are_refused_before_any_replica(preview):
