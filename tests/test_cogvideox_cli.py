@@ -7,15 +7,9 @@ import sys
 import threading
 
 import imageio_ffmpeg
-import pytest
 import tiny_models
 from cli import ROOT, backend, write_job
 from shots import make_job
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_models.build(tmp_path_factory.mktemp("tiny"))
 
 
 def job(steps=4, **sampling):

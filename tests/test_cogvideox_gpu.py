@@ -42,11 +42,6 @@ def job(steps: int = 6) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_models.build(tmp_path_factory.mktemp("tiny"))
-
-
 def render(tiny, device: str, dtype: torch.dtype, mode: str) -> tuple[np.ndarray, dict]:
     from backend.cogvideox import engine, weights
 

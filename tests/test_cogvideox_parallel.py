@@ -25,11 +25,6 @@ CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_models.build(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
 def one(tiny):
     loaded = engine.load(weights.resolve(weights=tiny["weights"]), CPU, torch.float32)
     yield loaded

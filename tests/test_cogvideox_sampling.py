@@ -23,11 +23,6 @@ STEPS, ANNEALED = 6, 2
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_models.build(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
 def eng(tiny):
     loaded = engine.load(weights.resolve(weights=tiny["weights"]), torch.device("cpu"), torch.float32, "auto")
     yield loaded

@@ -31,11 +31,6 @@ CPU_FLASH_KERNEL = "aten::_scaled_dot_product_flash_attention_for_cpu"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_models.build(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
 def default(tiny):
     loaded = engine.load(weights.resolve(weights=tiny["weights"]), torch.device("cpu"), torch.float32)
     yield loaded

@@ -13,11 +13,6 @@ from backend.cogvideox.transformer import TrajMasterTransformer3DModel
 from backend.errors import UserError
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_models.build(tmp_path_factory.mktemp("tiny"))
-
-
 def copy_of(tiny, tmp_path):
     root = tmp_path / "weights"
     shutil.copytree(tiny["weights"], root)
